@@ -1,1 +1,175 @@
-fn main() {}
+//! `skiff <daemon> [flags]`: one binary, one daemon per process. `main` only parses
+//! flags, starts tracing and calls the daemon's `run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use skiff_store::config::{parse_initial_cluster, parse_url, parse_urls, ClusterState};
+use skiff_store::StoreConfig;
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "skiff's daemons: run one per process")]
+struct Cli {
+    #[command(subcommand)]
+    daemon: Daemon,
+}
+
+#[derive(Subcommand)]
+enum Daemon {
+    /// The store: an etcd v3-compatible, Raft-replicated key-value store.
+    Store(StoreFlags),
+}
+
+/// etcd's flags, with etcd's names and defaults.
+#[derive(Args)]
+struct StoreFlags {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Path to the data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic.
+    #[arg(long, default_value = "http://localhost:2379")]
+    listen_client_urls: String,
+    /// This member's client URLs to advertise to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2379")]
+    advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://localhost:2380")]
+    listen_peer_urls: String,
+    /// This member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2380")]
+    initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping: name=URL,name=URL,…
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// `new` to start a new cluster, `existing` to join one (after `member add`).
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    initial_cluster_state: String,
+    /// Initial cluster token, keeping clusters with the same member URLs apart.
+    #[arg(long, default_value = "skiff-cluster")]
+    initial_cluster_token: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, default_value_t = 1000)]
+    election_timeout: u64,
+    /// Number of committed transactions between compactions of the Raft log.
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_count: u64,
+    /// Raise an alarm and refuse writes when the stored data exceeds this many bytes.
+    #[arg(long, default_value_t = skiff_store::config::DEFAULT_QUOTA_BYTES)]
+    quota_backend_bytes: u64,
+    /// Maximum client request size in bytes the server accepts.
+    #[arg(long, default_value_t = skiff_store::config::DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+}
+
+impl StoreFlags {
+    fn into_config(self) -> Result<StoreConfig, skiff_store::Error> {
+        let advertise_peer_urls =
+            parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        let initial_cluster = match self.initial_cluster {
+            Some(c) => parse_initial_cluster(&c)?,
+            None => parse_initial_cluster(&format!(
+                "{}={}",
+                self.name,
+                advertise_peer_urls.join(&format!(",{}=", self.name))
+            ))?,
+        };
+        let listen = |flag: &str, v: &str| -> Result<Vec<_>, skiff_store::Error> {
+            parse_urls(flag, v)?
+                .iter()
+                .map(|u| parse_url(flag, u))
+                .collect()
+        };
+        Ok(StoreConfig {
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(format!("{}.skiff", self.name))),
+            listen_client: listen("--listen-client-urls", &self.listen_client_urls)?,
+            advertise_client_urls: parse_urls(
+                "--advertise-client-urls",
+                &self.advertise_client_urls,
+            )?,
+            listen_peer: listen("--listen-peer-urls", &self.listen_peer_urls)?,
+            advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state: if self.initial_cluster_state == "existing" {
+                ClusterState::Existing
+            } else {
+                ClusterState::New
+            },
+            initial_cluster_token: self.initial_cluster_token,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            snapshot_count: self.snapshot_count,
+            quota_backend_bytes: self.quota_backend_bytes,
+            max_request_bytes: self.max_request_bytes,
+            name: self.name,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skiff: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.daemon {
+            Daemon::Store(flags) => {
+                let config = flags.into_config()?;
+                skiff_store::run(config, shutdown_signal()).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
