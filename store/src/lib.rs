@@ -117,7 +117,20 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
     transport.attach(handle.clone());
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
-        .spawn(move || node.run())
+        .spawn({
+            let shared = shared.clone();
+            move || {
+                // A bug must not leave a member that answers but never commits.
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.run())) {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    shared.stop_with(format!("the raft thread failed: {what}"));
+                }
+            }
+        })
         .map_err(|e| Error::Io {
             context: "starting the raft thread".into(),
             source: e,
@@ -331,11 +344,9 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
                     id: member_id(&m.peer_urls, token),
                     name: m.name.clone(),
                     peer_ur_ls: m.peer_urls.clone(),
-                    client_ur_ls: if m.name == config.name {
-                        config.advertise_client_urls.clone()
-                    } else {
-                        Vec::new()
-                    },
+                    // Every member must bootstrap the same state; each publishes its
+                    // client URLs through the log once it runs.
+                    client_ur_ls: Vec::new(),
                     is_learner: false,
                 })
                 .collect();

@@ -103,7 +103,8 @@ impl Shared {
         Ok(())
     }
 
-    fn stop_with(&self, why: String) {
+    /// Stops the member on its own, recording why.
+    pub fn stop_with(&self, why: String) {
         *self.fatal.lock().expect("fatal lock") = Some(why);
         self.raft.stopped.store(true, Ordering::Release);
         self.stop.notify_waiters();

@@ -96,6 +96,8 @@ impl Transport {
                 return Some(q.clone());
             }
         }
+        // Called from the Raft thread: tonic needs the runtime to set up a channel.
+        let _runtime = self.runtime.enter();
         let channel = match self.channel(id) {
             Ok(c) => c,
             Err(e) => {
