@@ -1,9 +1,10 @@
 //! Snapshots: the state tree as bytes, for Raft snapshots between members and for backup
 //! files (`etcdctl snapshot save`, `skiffctl store snapshot save|restore`).
 //!
-//! A backup file is `SKIFFSNAP1\n`, then the entries, then the SHA-256 of everything
-//! before it, so that a truncated or altered file is refused on restore (etcd also ends
-//! its snapshot files with a SHA-256).
+//! A backup file is `SKIFFSNAP1\n`, the entries' length (8 bytes), the entries, zeros up
+//! to a multiple of 512 bytes, then the SHA-256 of everything before it. A truncated or
+//! altered file is refused on restore. The shape (512-byte blocks and a trailing SHA-256)
+//! is etcd's: `etcdctl snapshot save` checks that the size is a multiple of 512 plus 32.
 
 use std::path::Path;
 
@@ -54,8 +55,11 @@ pub fn decode_entries(mut data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 
 /// A whole backup file's bytes for these state entries.
 pub fn backup_bytes(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let body = encode_entries(entries);
     let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&encode_entries(entries));
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(&body);
+    out.resize(out.len().div_ceil(512) * 512, 0);
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     out
@@ -68,16 +72,21 @@ pub fn read_backup(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             "not a skiff snapshot (it does not start with SKIFFSNAP1); was it saved from a skiff store?".into(),
         ));
     }
-    if bytes.len() < MAGIC.len() + 32 {
+    let head = MAGIC.len() + 8;
+    if bytes.len() < head + 32 {
         return Err(Error::Snapshot("the file is truncated".into()));
     }
-    let (body, sum) = bytes.split_at(bytes.len() - 32);
-    if Sha256::digest(body).as_slice() != sum {
+    let (blocks, sum) = bytes.split_at(bytes.len() - 32);
+    if Sha256::digest(blocks).as_slice() != sum {
         return Err(Error::Snapshot(
             "checksum mismatch: the file is truncated or damaged".into(),
         ));
     }
-    decode_entries(&body[MAGIC.len()..])
+    let len = u64::from_be_bytes(blocks[MAGIC.len()..head].try_into().expect("8 bytes")) as usize;
+    let body = blocks
+        .get(head..head.saturating_add(len))
+        .ok_or_else(|| Error::Snapshot("the entries run past the end of the file".into()))?;
+    decode_entries(body)
 }
 
 /// What `skiffctl store snapshot restore` needs to build a member's data directory.
@@ -148,9 +157,10 @@ mod tests {
     fn backup_round_trips_and_detects_damage() {
         let entries = vec![(b"k1".to_vec(), b"v1".to_vec()), (b"k2".to_vec(), vec![])];
         let bytes = backup_bytes(&entries);
+        assert_eq!(bytes.len() % 512, 32, "etcdctl's size check");
         assert_eq!(read_backup(&bytes).unwrap(), entries);
         let mut bad = bytes.clone();
-        bad[MAGIC.len() + 5] ^= 1;
+        bad[MAGIC.len() + 12] ^= 1;
         assert!(read_backup(&bad).unwrap_err().to_string().contains("checksum"));
         assert!(read_backup(&bytes[..bytes.len() - 1]).is_err());
         assert!(read_backup(b"hello").unwrap_err().to_string().contains("not a skiff"));
