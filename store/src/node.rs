@@ -315,6 +315,10 @@ pub fn build(
     let cfg = raft::Config {
         id: shared.id,
         election_tick: opts.election_ticks,
+        // Randomized timeouts in [1, 1.5) × election timeout rather than raft-rs's
+        // [1, 2): a lost leader is replaced within ~1.5 election timeouts.
+        min_election_tick: opts.election_ticks,
+        max_election_tick: opts.election_ticks + opts.election_ticks / 2,
         heartbeat_tick: 1,
         applied,
         max_size_per_msg: 1024 * 1024,

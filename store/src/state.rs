@@ -349,18 +349,22 @@ impl StateMachine {
         };
         let writes_data = match &request {
             R::Put(_) | R::LeaseGrant(_) => true,
-            R::Txn(t) => !crate::mvcc::txn_is_read_only(t),
+            R::Txn(t) => txn_puts(t),
             _ => false,
         };
         if writes_data && self.nospace() {
             return Ok((Err(Error::NoSpace), Vec::new()));
         }
         let outcome = match request {
-            R::Put(p) => self.write_kv(batch, origin, |w| w.put(&p).map(Applied::Put)),
-            R::DeleteRange(d) => {
-                self.write_kv(batch, origin, |w| w.delete_range(&d).map(Applied::DeleteRange))
+            R::Put(p) => self.write_kv(batch, origin, true, |w| w.put(&p).map(Applied::Put)),
+            // Deletes stay possible past the quota: they are how space is freed.
+            R::DeleteRange(d) => self.write_kv(batch, origin, false, |w| {
+                w.delete_range(&d).map(Applied::DeleteRange)
+            }),
+            R::Txn(t) => {
+                let puts = txn_puts(&t);
+                self.write_kv(batch, origin, puts, |w| w.txn(&t).map(Applied::Txn))
             }
-            R::Txn(t) => self.write_kv(batch, origin, |w| w.txn(&t).map(Applied::Txn)),
             R::Compaction(c) => return self.compact(batch, c.revision),
             R::LeaseGrant(g) => {
                 if self.lessor.contains(g.id) {
@@ -398,6 +402,7 @@ impl StateMachine {
         &mut self,
         batch: &mut sled::Batch,
         origin: u64,
+        enforce_quota: bool,
         f: impl FnOnce(&mut crate::mvcc::WriteTxn<'_, SledBackend<'_>>) -> Result<Applied>,
     ) -> Result<(Applied, Vec<Event>)> {
         let backend = SledBackend(&self.tree);
@@ -411,7 +416,7 @@ impl StateMachine {
                 return Err(e);
             }
         };
-        if w.added_bytes() > 0 && w.total_bytes() > self.quota_bytes {
+        if enforce_quota && w.added_bytes() > 0 && w.total_bytes() > self.quota_bytes {
             w.abort();
             self.raise(batch, origin, AlarmType::Nospace);
             return Err(Error::NoSpace);
@@ -475,28 +480,32 @@ impl StateMachine {
         Ok((Applied::LeaseRevoked, changes.events))
     }
 
+    /// Activates or deactivates an alarm; answers with the alarm changed, as etcd does.
     fn alarm(&mut self, batch: &mut sled::Batch, req: &AlarmRequest) -> ApplyResult {
         let a = AlarmMember {
             member_id: req.member_id,
             alarm: req.alarm,
         };
+        let mut changed = Vec::new();
         match req.action() {
-            AlarmAction::Get => {}
+            AlarmAction::Get => changed = self.alarms.clone(),
             AlarmAction::Activate => {
                 if a.alarm != AlarmType::None as i32 {
                     self.raise(batch, a.member_id, req.alarm());
+                    changed.push(a);
                 }
             }
             AlarmAction::Deactivate => {
                 if let Some(pos) = self.alarms.iter().position(|x| *x == a) {
                     self.alarms.remove(pos);
                     batch.remove(alarm_key(&a));
+                    changed.push(a);
                 }
             }
         }
         Ok(Applied::Alarm(AlarmResponse {
             header: None,
-            alarms: self.alarms.clone(),
+            alarms: changed,
         }))
     }
 
@@ -628,6 +637,16 @@ fn with_revision(applied: Applied, revision: i64) -> Applied {
         }
         other => other,
     }
+}
+
+/// Whether a Txn may put (what the quota refuses; deletes are always allowed).
+fn txn_puts(t: &TxnRequest) -> bool {
+    use skiff_proto::etcdserverpb::request_op::Request as Op;
+    t.success.iter().chain(t.failure.iter()).any(|op| match &op.request {
+        Some(Op::RequestPut(_)) => true,
+        Some(Op::RequestTxn(inner)) => txn_puts(inner),
+        _ => false,
+    })
 }
 
 fn member_key(id: u64) -> Vec<u8> {
