@@ -519,11 +519,12 @@ impl Node {
         let leader = raft.state == StateRole::Leader;
         if leader != self.was_leader {
             self.was_leader = leader;
+            // Lock order everywhere: the state before the lease clock.
+            let state = self.shared.state.read().expect("state lock");
             let mut clock = self.shared.lease_clock.lock().expect("lease clock lock");
             if leader {
                 info!(term = raft.term, "became leader");
                 self.shared.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
-                let state = self.shared.state.read().expect("state lock");
                 clock.promote(Instant::now(), state.lessor().leases());
             } else {
                 clock.demote();
