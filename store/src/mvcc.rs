@@ -289,19 +289,33 @@ impl Mvcc {
 
     /// Revisions live at `at` for keys in `[start, end)`, in key order.
     fn live_in_range(&self, start: &[u8], end: &[u8], at: i64) -> Vec<Revision> {
+        self.histories_in_range(start, end)
+            .filter_map(|(_, h)| h.live_at(at))
+            .collect()
+    }
+
+    /// Keys live at `at` in `[start, end)` with their revisions, in key order.
+    fn live_keys_in_range(&self, start: &[u8], end: &[u8], at: i64) -> Vec<(Vec<u8>, Revision)> {
+        self.histories_in_range(start, end)
+            .filter_map(|(k, h)| h.live_at(at).map(|r| (k.clone(), r)))
+            .collect()
+    }
+
+    fn histories_in_range<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: &'a [u8],
+    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a KeyHistory)> + 'a> {
         let upper = if end.is_empty() {
             Bound::Included(start)
         } else if end == [0] {
             Bound::Unbounded
         } else if end <= start {
-            return Vec::new();
+            return Box::new(std::iter::empty());
         } else {
             Bound::Excluded(end)
         };
-        self.index
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .filter_map(|(_, h)| h.live_at(at))
-            .collect()
+        Box::new(self.index.range::<[u8], _>((Bound::Included(start), upper)))
     }
 
     /// Serves a Range request (the response header is the caller's).
@@ -455,6 +469,8 @@ impl Mvcc {
             revision,
             changes: Changes::default(),
             undo: Vec::new(),
+            touched: std::collections::HashSet::new(),
+            events_prev_kv: true,
             size_before,
         }
     }
@@ -599,6 +615,9 @@ pub struct WriteTxn<'a, B: Backend + ?Sized> {
     changes: Changes,
     /// Each touched key's history as it was before, so that [`WriteTxn::abort`] can undo.
     undo: Vec<(Vec<u8>, Option<KeyHistory>)>,
+    /// The keys in `undo`, for a constant-time check (a delete may touch many keys).
+    touched: std::collections::HashSet<Vec<u8>>,
+    events_prev_kv: bool,
     size_before: u64,
 }
 
@@ -655,7 +674,7 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
     fn record(&mut self, rec: Record, prev: Option<KeyValue>) {
         let rev = self.next_rev();
         self.mvcc.size += rec.cost();
-        if !self.undo.iter().any(|(k, _)| *k == rec.kv.key) {
+        if self.touched.insert(rec.kv.key.clone()) {
             let before = self.mvcc.index.get(&rec.kv.key).cloned();
             self.undo.push((rec.kv.key.clone(), before));
         }
@@ -682,19 +701,37 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
         self.changes.records.push((rev, rec));
     }
 
-    fn current_kv(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+    /// The key's current value; without `with_value`, only what the index knows (no
+    /// backend read: a large delete or a busy put path then costs no disk reads).
+    fn current_kv(&self, key: &[u8], with_value: bool) -> Result<Option<KeyValue>> {
         let Some(h) = self.mvcc.index.get(key) else {
             return Ok(None);
         };
         match h.live_at(self.read_rev()) {
-            Some(rev) => Ok(self.overlay().get(rev)?.map(|r| r.kv)),
+            Some(rev) if with_value => Ok(self.overlay().get(rev)?.map(|r| r.kv)),
+            Some(rev) => Ok(Some(KeyValue {
+                key: key.to_vec(),
+                create_revision: h.create,
+                mod_revision: rev.main,
+                version: h.version,
+                value: Vec::new(),
+                lease: h.lease,
+            })),
             None => Ok(None),
         }
     }
 
+    /// Whether events carry `prev_kv` (true by default). Without, writes skip reading
+    /// old values nobody asked for; the store turns it off while no watcher wants them.
+    pub fn prev_kv_in_events(mut self, yes: bool) -> Self {
+        self.events_prev_kv = yes;
+        self
+    }
+
     /// Applies a Put.
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
-        let prev = self.current_kv(&req.key)?;
+        let with_value = req.prev_kv || req.ignore_value || self.events_prev_kv;
+        let prev = self.current_kv(&req.key, with_value)?;
         if (req.ignore_value || req.ignore_lease) && prev.is_none() {
             return Err(Error::KeyNotFound);
         }
@@ -720,12 +757,17 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
             value,
             lease,
         };
+        let event_prev = if self.events_prev_kv {
+            prev.clone()
+        } else {
+            None
+        };
         self.record(
             Record {
                 kv,
                 tombstone: false,
             },
-            prev.clone(),
+            event_prev,
         );
         Ok(PutResponse {
             header: None,
@@ -735,34 +777,49 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
 
     /// Applies a DeleteRange.
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        let revs = self
+        let live = self
             .mvcc
-            .live_in_range(&req.key, &req.range_end, self.read_rev());
-        let mut prev_kvs = Vec::with_capacity(revs.len());
-        for rev in &revs {
-            let prev = self
-                .overlay()
-                .get(*rev)?
-                .ok_or_else(|| Error::Corrupt(format!("missing record at revision {rev:?}")))?
-                .kv;
+            .live_keys_in_range(&req.key, &req.range_end, self.read_rev());
+        let with_value = req.prev_kv || self.events_prev_kv;
+        let mut prev_kvs = Vec::new();
+        for (key, rev) in &live {
+            let prev = if with_value {
+                Some(
+                    self.overlay()
+                        .get(*rev)?
+                        .ok_or_else(|| {
+                            Error::Corrupt(format!("missing record at revision {rev:?}"))
+                        })?
+                        .kv,
+                )
+            } else {
+                None
+            };
             let tomb = KeyValue {
-                key: prev.key.clone(),
+                key: key.clone(),
                 mod_revision: self.revision,
                 ..Default::default()
+            };
+            let event_prev = if self.events_prev_kv {
+                prev.clone()
+            } else {
+                None
             };
             self.record(
                 Record {
                     kv: tomb,
                     tombstone: true,
                 },
-                Some(prev.clone()),
+                event_prev,
             );
-            prev_kvs.push(prev);
+            if req.prev_kv {
+                prev_kvs.extend(prev);
+            }
         }
         Ok(DeleteRangeResponse {
             header: None,
-            deleted: revs.len() as i64,
-            prev_kvs: if req.prev_kv { prev_kvs } else { Vec::new() },
+            deleted: live.len() as i64,
+            prev_kvs,
         })
     }
 

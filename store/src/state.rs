@@ -13,6 +13,8 @@
 //! - `m` + name → bookkeeping: `applied`, `conf`, `rev`, `compact`, `cluster`
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use prost::Message;
 use protobuf::Message as _;
@@ -115,6 +117,9 @@ pub struct StateMachine {
     conf_state: ConfState,
     cluster_id: u64,
     quota_bytes: u64,
+    /// Open watchers that asked for `prev_kv`: while there are none, writes skip
+    /// reading the old values only those events would carry.
+    prev_kv_watchers: Arc<AtomicUsize>,
 }
 
 fn u64_of(v: &[u8]) -> Result<u64> {
@@ -137,6 +142,7 @@ impl StateMachine {
             conf_state: ConfState::default(),
             cluster_id: 0,
             quota_bytes,
+            prev_kv_watchers: Arc::new(AtomicUsize::new(0)),
         };
         sm.reload()?;
         Ok(sm)
@@ -210,6 +216,12 @@ impl StateMachine {
             });
         }
         Ok(())
+    }
+
+    /// The count of watchers that want `prev_kv` (a watcher increments it under the
+    /// read lock before it subscribes, so no write it sees lacks the old value).
+    pub fn prev_kv_watchers(&self) -> Arc<AtomicUsize> {
+        self.prev_kv_watchers.clone()
     }
 
     /// The tree the state lives in.
@@ -408,7 +420,11 @@ impl StateMachine {
         let backend = SledBackend(&self.tree);
         let lessor = &self.lessor;
         let lease_exists = |id: i64| lessor.contains(id);
-        let mut w = self.mvcc.write(&backend, &lease_exists);
+        let prev_kv = self.prev_kv_watchers.load(Ordering::Acquire) > 0;
+        let mut w = self
+            .mvcc
+            .write(&backend, &lease_exists)
+            .prev_kv_in_events(prev_kv);
         let applied = match f(&mut w) {
             Ok(a) => a,
             Err(e) => {
@@ -461,7 +477,11 @@ impl StateMachine {
         // All of the lease's keys go in one revision, as etcd does.
         let backend = SledBackend(&self.tree);
         let lease_exists = |_| true;
-        let mut w = self.mvcc.write(&backend, &lease_exists);
+        let prev_kv = self.prev_kv_watchers.load(Ordering::Acquire) > 0;
+        let mut w = self
+            .mvcc
+            .write(&backend, &lease_exists)
+            .prev_kv_in_events(prev_kv);
         for key in &lease.keys {
             if let Err(e) = w.delete_range(&DeleteRangeRequest {
                 key: key.clone(),

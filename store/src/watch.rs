@@ -176,9 +176,14 @@ async fn start_watcher(
     tx: Out,
     progress: Duration,
 ) -> Option<Watcher> {
-    let (rx, current) = {
+    let (rx, current, interest) = {
         let state = ctx.node.shared.state.read().expect("state lock");
-        (ctx.node.shared.events.subscribe(), state.mvcc().current_revision())
+        let interest = req.prev_kv.then(|| PrevKvInterest::new(state.prev_kv_watchers()));
+        (
+            ctx.node.shared.events.subscribe(),
+            state.mvcc().current_revision(),
+            interest,
+        )
     };
     let start = if req.start_revision > 0 {
         req.start_revision
@@ -200,6 +205,7 @@ async fn start_watcher(
         tx,
         next: next.clone(),
         progress: req.progress_notify.then_some(progress),
+        _interest: interest,
     };
     let task = tokio::spawn(w.run(rx, current));
     Some(Watcher { task, next })
@@ -253,6 +259,23 @@ struct WatcherTask {
     tx: Out,
     next: Arc<AtomicI64>,
     progress: Option<Duration>,
+    _interest: Option<PrevKvInterest>,
+}
+
+/// Counts a watcher that wants `prev_kv` for as long as it lives.
+struct PrevKvInterest(Arc<std::sync::atomic::AtomicUsize>);
+
+impl PrevKvInterest {
+    fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        PrevKvInterest(count)
+    }
+}
+
+impl Drop for PrevKvInterest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 enum Stop {
