@@ -106,6 +106,10 @@ impl Backend for BTreeMap<Revision, Record> {
     }
 
     fn scan(&self, from_main: i64, to_main: i64) -> Result<Vec<(Revision, Record)>> {
+        if from_main > to_main {
+            // `BTreeMap::range` panics on an inverted range; the answer is "nothing".
+            return Ok(Vec::new());
+        }
         let from = Revision {
             main: from_main,
             sub: 0,

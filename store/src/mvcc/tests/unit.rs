@@ -599,3 +599,19 @@ fn hash_kv_follows_the_history() {
     );
     assert!(matches!(m1.hash_kv(&b1, 2), Err(Error::Compacted { .. })));
 }
+
+#[test]
+fn empty_ranges_of_revisions_read_nothing() {
+    let mut m = Mvcc::default();
+    let mut b = Mem::new();
+    // A fresh store: nothing to hash (this scanned revisions 1..=0).
+    assert_eq!(
+        m.hash_kv(&b, 0).unwrap(),
+        crc32fast::Hasher::new().finalize()
+    );
+    put(&mut m, &mut b, "a", "1");
+    assert!(m.events(&b, 2, 1).unwrap().is_empty());
+    assert!(m.events(&b, 2, 5).unwrap().is_empty());
+    assert_eq!(m.events(&b, 1, 5).unwrap().len(), 1);
+    assert!(Backend::scan(&b, 3, 2).unwrap().is_empty());
+}
