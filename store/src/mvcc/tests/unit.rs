@@ -366,6 +366,31 @@ fn validate_txn_rejects_two_writes_of_a_key_in_one_branch() {
         vec![op_del("a", "b"), nested(vec![], vec![op_put("ab", "2")])],
         vec![],
     )));
+    // ... whichever comes first.
+    assert!(dup(txn(
+        vec![],
+        vec![nested(vec![op_put("a", "2")], vec![]), op_put("a", "1")],
+        vec![],
+    )));
+    assert!(dup(txn(
+        vec![],
+        vec![nested(vec![op_put("ab", "2")], vec![]), op_del("a", "b")],
+        vec![],
+    )));
+    assert!(dup(txn(
+        vec![],
+        vec![nested(vec![op_del("a", "")], vec![]), op_put("a", "1")],
+        vec![],
+    )));
+    // Two nested txns in one branch both run.
+    assert!(dup(txn(
+        vec![],
+        vec![
+            nested(vec![op_put("a", "1")], vec![]),
+            nested(vec![], vec![op_put("a", "2")]),
+        ],
+        vec![],
+    )));
     // The nested txn's own branches exclude each other.
     assert!(ok(txn(
         vec![],
