@@ -770,11 +770,15 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
         })
     }
 
-    /// Applies a Txn: compares against the state before it, then runs one branch.
+    /// Applies a Txn: compares against the state before the (outermost) transaction, as
+    /// etcd does for nested txns too, then runs one branch.
     pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse> {
         let mut succeeded = true;
         for c in &req.compare {
-            if !self.mvcc.compare_at(&self.overlay(), c, self.read_rev())? {
+            if !self
+                .mvcc
+                .compare_at(&self.overlay(), c, self.mvcc.current)?
+            {
                 succeeded = false;
                 break;
             }

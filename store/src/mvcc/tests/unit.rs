@@ -165,6 +165,42 @@ fn compares_see_the_state_before_the_txn() {
 }
 
 #[test]
+fn nested_compares_see_the_state_before_the_whole_txn() {
+    // As etcd (compareToPath): every compare, nested ones too, is decided against the
+    // state before the transaction, while reads see its writes.
+    let mut m = Mvcc::default();
+    let mut b = Mem::new();
+    put(&mut m, &mut b, "a", "1");
+    let a_is_1 = cmp(
+        "a",
+        CompareTarget::Value,
+        CompareResult::Equal,
+        TargetUnion::Value("1".into()),
+    );
+    let req = txn(
+        vec![],
+        vec![
+            op_put("a", "2"),
+            op_txn(txn(
+                vec![a_is_1],
+                vec![op_put("b", "before"), op_get("a", "")],
+                vec![op_put("b", "after")],
+            )),
+        ],
+        vec![],
+    );
+    validate_txn(&req, 128).unwrap();
+    let (resp, _) = write(&mut m, &mut b, &any_lease, |w| w.txn(&req)).unwrap();
+    let Some(response_op::Response::ResponseTxn(nested)) = &resp.responses[1].response else {
+        panic!("not a txn response: {resp:?}");
+    };
+    assert!(nested.succeeded);
+    assert_eq!(range_kvs(&nested.responses[1]), [kv("a", "2", 1, 2, 2)]);
+    let got = m.range(&b, &get_req("b")).unwrap().kvs;
+    assert_eq!(got[0].value, b"before");
+}
+
+#[test]
 fn a_txn_that_changes_nothing_keeps_the_revision() {
     let mut m = Mvcc::default();
     let mut b = Mem::new();
