@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod model;
 mod unit;
 
 /// The in-memory backend the tests persist records into.
