@@ -313,15 +313,11 @@ fn abort_leaves_no_trace() {
     let ch = put(&mut m, &mut b, "a", "3");
     assert_eq!(ch.records[0].0, Revision { main: 5, sub: 0 });
     assert_eq!(ch.events[0].prev_kv.as_ref().unwrap().value, b"1");
+    // A put without a lease detaches the key from its lease.
+    assert_eq!(ch.lease_moves, [(b"a".to_vec(), 1, 0)]);
     assert_eq!(
         all_at(&m, &b, 0).unwrap(),
-        [
-            KeyValue {
-                lease: 0,
-                ..kv("a", "3", 1, 5, 2)
-            },
-            kv("b", "1", 2, 2, 1)
-        ]
+        [kv("a", "3", 1, 5, 2), kv("b", "1", 2, 2, 1)]
     );
 }
 
