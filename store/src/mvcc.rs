@@ -106,6 +106,10 @@ impl Backend for BTreeMap<Revision, Record> {
     }
 
     fn scan(&self, from_main: i64, to_main: i64) -> Result<Vec<(Revision, Record)>> {
+        if from_main > to_main {
+            // `BTreeMap::range` panics on an inverted range; the answer is "nothing".
+            return Ok(Vec::new());
+        }
         let from = Revision {
             main: from_main,
             sub: 0,
@@ -823,11 +827,15 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
         })
     }
 
-    /// Applies a Txn: compares against the state before it, then runs one branch.
+    /// Applies a Txn: compares against the state before the (outermost) transaction, as
+    /// etcd does for nested txns too, then runs one branch.
     pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse> {
         let mut succeeded = true;
         for c in &req.compare {
-            if !self.mvcc.compare_at(&self.overlay(), c, self.read_rev())? {
+            if !self
+                .mvcc
+                .compare_at(&self.overlay(), c, self.mvcc.current)?
+            {
                 succeeded = false;
                 break;
             }
@@ -927,15 +935,6 @@ pub fn validate_txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
         let mut puts: Vec<Vec<u8>> = Vec::new();
         let mut dels: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         collect_writes(branch, &mut puts, &mut dels, max_ops, 0)?;
-        puts.sort();
-        if puts.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Error::DuplicateKey);
-        }
-        for (start, end) in &dels {
-            if puts.iter().any(|k| in_range(k, start, end)) {
-                return Err(Error::DuplicateKey);
-            }
-        }
     }
     Ok(())
 }
@@ -956,11 +955,17 @@ fn collect_writes(
                 if p.key.is_empty() {
                     return Err(Error::EmptyKey);
                 }
+                if puts.contains(&p.key) || dels.iter().any(|(s, e)| in_range(&p.key, s, e)) {
+                    return Err(Error::DuplicateKey);
+                }
                 puts.push(p.key.clone());
             }
             Some(request_op::Request::RequestDeleteRange(d)) => {
                 if d.key.is_empty() {
                     return Err(Error::EmptyKey);
+                }
+                if puts.iter().any(|k| in_range(k, &d.key, &d.range_end)) {
+                    return Err(Error::DuplicateKey);
                 }
                 dels.push((d.key.clone(), d.range_end.clone()));
             }
@@ -974,22 +979,20 @@ fn collect_writes(
                     return Err(Error::TooManyOps);
                 }
                 // Only one of the nested branches runs, so each is checked against the
-                // outer writes separately, as etcd does.
+                // writes before it separately, as etcd does; either may run, so the writes
+                // after the nested txn are checked against both.
+                let (outer_puts, outer_dels) = (puts.len(), dels.len());
+                let mut nested_puts = Vec::new();
+                let mut nested_dels = Vec::new();
                 for branch in [&t.success, &t.failure] {
                     let mut p = puts.clone();
                     let mut d = dels.clone();
                     collect_writes(branch, &mut p, &mut d, max_ops, depth + 1)?;
-                    let mut sorted = p.clone();
-                    sorted.sort();
-                    if sorted.windows(2).any(|w| w[0] == w[1]) {
-                        return Err(Error::DuplicateKey);
-                    }
-                    for (s, e) in &d {
-                        if p.iter().any(|k| in_range(k, s, e)) {
-                            return Err(Error::DuplicateKey);
-                        }
-                    }
+                    nested_puts.extend(p.drain(outer_puts..));
+                    nested_dels.extend(d.drain(outer_dels..));
                 }
+                puts.extend(nested_puts);
+                dels.extend(nested_dels);
             }
             None => return Err(Error::InvalidArgument("empty request op in txn".into())),
         }
