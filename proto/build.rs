@@ -3,7 +3,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_protos(
-            &["proto/etcd/kv.proto", "proto/etcd/rpc.proto", "proto/peer.proto"],
+            &[
+                "proto/etcd/kv.proto",
+                "proto/etcd/rpc.proto",
+                "proto/peer.proto",
+            ],
             &["proto"],
         )?;
     Ok(())

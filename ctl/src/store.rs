@@ -18,7 +18,12 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Args)]
 pub struct StoreArgs {
     /// The store's client endpoints (HOST:PORT or http://HOST:PORT, comma-separated).
-    #[arg(long, global = true, default_value = "127.0.0.1:2379", env = "SKIFF_STORE_ENDPOINTS")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:2379",
+        env = "SKIFF_STORE_ENDPOINTS"
+    )]
     endpoints: String,
     #[command(subcommand)]
     command: StoreCommand,
@@ -119,14 +124,17 @@ pub async fn run(args: StoreArgs) -> Result<()> {
             match command {
                 MemberCommand::List => {
                     let resp = client
-                        .member_list(MemberListRequest { linearizable: false })
+                        .member_list(MemberListRequest {
+                            linearizable: false,
+                        })
                         .await
                         .map_err(status)?
                         .into_inner();
                     print_members(&resp.members);
                 }
                 MemberCommand::Add { name, peer_urls } => {
-                    let urls: Vec<String> = peer_urls.split(',').map(|s| s.trim().to_string()).collect();
+                    let urls: Vec<String> =
+                        peer_urls.split(',').map(|s| s.trim().to_string()).collect();
                     let resp = client
                         .member_add(MemberAddRequest {
                             peer_ur_ls: urls.clone(),
@@ -141,7 +149,11 @@ pub async fn run(args: StoreArgs) -> Result<()> {
                         .members
                         .iter()
                         .flat_map(|m| {
-                            let n = if m.id == id { name.clone() } else { m.name.clone() };
+                            let n = if m.id == id {
+                                name.clone()
+                            } else {
+                                m.name.clone()
+                            };
                             m.peer_ur_ls.iter().map(move |u| format!("{n}={u}"))
                         })
                         .collect();
@@ -154,7 +166,11 @@ pub async fn run(args: StoreArgs) -> Result<()> {
                 }
                 MemberCommand::Remove { id } => {
                     let parsed = u64::from_str_radix(id.trim_start_matches("0x"), 16)
-                        .with_context(|| format!("'{id}' is not a hex member ID (see `skiffctl store member list`)"))?;
+                        .with_context(|| {
+                            format!(
+                                "'{id}' is not a hex member ID (see `skiffctl store member list`)"
+                            )
+                        })?;
                     client
                         .member_remove(MemberRemoveRequest { id: parsed })
                         .await
@@ -168,9 +184,16 @@ pub async fn run(args: StoreArgs) -> Result<()> {
 }
 
 fn print_members(members: &[Member]) {
-    println!("{:<18} {:<10} {:<12} {:<40} CLIENT URLS", "ID", "STATUS", "NAME", "PEER URLS");
+    println!(
+        "{:<18} {:<10} {:<12} {:<40} CLIENT URLS",
+        "ID", "STATUS", "NAME", "PEER URLS"
+    );
     for m in members {
-        let status = if m.name.is_empty() { "unstarted" } else { "started" };
+        let status = if m.name.is_empty() {
+            "unstarted"
+        } else {
+            "started"
+        };
         println!(
             "{:<18x} {:<10} {:<12} {:<40} {}",
             m.id,
@@ -189,7 +212,11 @@ fn status(s: tonic::Status) -> anyhow::Error {
 /// Connects to the first endpoint that answers.
 async fn connect(endpoints: &str) -> Result<Channel> {
     let mut errors = Vec::new();
-    for ep in endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+    for ep in endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
         let url = if ep.contains("://") {
             ep.to_string()
         } else {

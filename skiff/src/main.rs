@@ -10,7 +10,11 @@ use skiff_store::config::{parse_initial_cluster, parse_url, parse_urls, ClusterS
 use skiff_store::StoreConfig;
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "skiff's daemons: run one per process")]
+#[command(
+    name = "skiff",
+    version,
+    about = "skiff's daemons: run one per process"
+)]
 struct Cli {
     #[command(subcommand)]
     daemon: Daemon,
@@ -71,8 +75,10 @@ struct StoreFlags {
 
 impl StoreFlags {
     fn into_config(self) -> Result<StoreConfig, skiff_store::Error> {
-        let advertise_peer_urls =
-            parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        let advertise_peer_urls = parse_urls(
+            "--initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )?;
         let initial_cluster = match self.initial_cluster {
             Some(c) => parse_initial_cluster(&c)?,
             None => parse_initial_cluster(&format!(

@@ -115,7 +115,9 @@ impl StoreConfig {
             return Err(Error::Config("--snapshot-count must be above 0".into()));
         }
         if self.quota_backend_bytes == 0 {
-            return Err(Error::Config("--quota-backend-bytes must be above 0".into()));
+            return Err(Error::Config(
+                "--quota-backend-bytes must be above 0".into(),
+            ));
         }
         let me = self
             .initial_cluster
@@ -184,15 +186,20 @@ pub fn parse_urls(flag: &str, value: &str) -> Result<Vec<String>> {
         out.push(part.trim_end_matches('/').to_string());
     }
     if out.is_empty() {
-        return Err(Error::Config(format!("{flag} is empty; give at least one http://HOST:PORT")));
+        return Err(Error::Config(format!(
+            "{flag} is empty; give at least one http://HOST:PORT"
+        )));
     }
     Ok(out)
 }
 
 /// Parses one URL into the socket address to listen on or dial.
 pub fn parse_url(flag: &str, value: &str) -> Result<SocketAddr> {
-    let url = url::Url::parse(value)
-        .map_err(|e| Error::Config(format!("{flag}: '{value}' is not a URL ({e}); use http://HOST:PORT")))?;
+    let url = url::Url::parse(value).map_err(|e| {
+        Error::Config(format!(
+            "{flag}: '{value}' is not a URL ({e}); use http://HOST:PORT"
+        ))
+    })?;
     match url.scheme() {
         "http" => {}
         "https" | "unixs" => {
@@ -237,7 +244,9 @@ pub fn parse_initial_cluster(value: &str) -> Result<Vec<InitialMember>> {
             ))
         })?;
         if name.is_empty() {
-            return Err(Error::Config(format!("--initial-cluster: '{part}' has an empty name")));
+            return Err(Error::Config(format!(
+                "--initial-cluster: '{part}' has an empty name"
+            )));
         }
         parse_url("--initial-cluster", url)?;
         let url = url.trim_end_matches('/').to_string();
@@ -298,7 +307,11 @@ mod tests {
         c.advertise_peer_urls = vec!["http://127.0.0.1:3".into()];
         assert!(c.validate().unwrap_err().to_string().contains("must match"));
         c.name = "zz".into();
-        assert!(c.validate().unwrap_err().to_string().contains("no member named"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("no member named"));
     }
 
     #[test]
@@ -319,6 +332,10 @@ mod tests {
             "127.0.0.1:2".parse().unwrap(),
         );
         c.election_timeout = Duration::from_millis(200);
-        assert!(c.validate().unwrap_err().to_string().contains("--election-timeout"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--election-timeout"));
     }
 }

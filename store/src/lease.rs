@@ -155,7 +155,10 @@ mod tests {
         let t0 = Instant::now();
         clock.promote(t0, lessor.leases());
         assert!(clock.expired(t0 + Duration::from_secs(4)).is_empty());
-        assert_eq!(clock.remaining(7, t0 + Duration::from_millis(3500)), Some(2));
+        assert_eq!(
+            clock.remaining(7, t0 + Duration::from_millis(3500)),
+            Some(2)
+        );
         assert_eq!(clock.expired(t0 + Duration::from_secs(5)), vec![7]);
     }
 
@@ -193,7 +196,7 @@ mod tests {
         lessor.move_key(b"k", 1, 2);
         assert!(lessor.get(1).unwrap().keys.is_empty());
         let revoked = lessor.revoke(2).unwrap();
-        assert!(revoked.keys.contains(&b"k".to_vec()));
+        assert!(revoked.keys.contains(b"k".as_slice()));
     }
 
     #[test]

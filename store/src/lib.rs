@@ -72,12 +72,11 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
     let (db, identity, join_hints) = open_data_dir(&config).await?;
     let state_tree = db.open_tree("state")?;
     let raft_tree = db.open_tree("raft")?;
-    let state = StateMachine::open(state_tree, config.quota_backend_bytes).map_err(|e| {
-        Error::DataDir {
+    let state =
+        StateMachine::open(state_tree, config.quota_backend_bytes).map_err(|e| Error::DataDir {
             dir: config.data_dir.display().to_string(),
             reason: format!("{e}; restore the member from a snapshot or remove and re-add it"),
-        }
-    })?;
+        })?;
     let state = Arc::new(RwLock::new(state));
     let log = RaftLog::open(raft_tree, state.clone()).map_err(|e| Error::DataDir {
         dir: config.data_dir.display().to_string(),
@@ -121,7 +120,9 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
             let shared = shared.clone();
             move || {
                 // A bug must not leave a member that answers but never commits.
-                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.run())) {
+                if let Err(panic) =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.run()))
+                {
                     let what = panic
                         .downcast_ref::<String>()
                         .cloned()
@@ -243,7 +244,10 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
     let _ = stop_tx.send(true);
     for s in servers {
         // Streams (watches, keep-alives) would hold a graceful stop open forever.
-        if tokio::time::timeout(Duration::from_secs(2), s).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), s)
+            .await
+            .is_err()
+        {
             warn!("a server did not stop within 2 s; leaving it");
         }
     }
@@ -294,7 +298,10 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
         let identity = match log_tree.get(b"i")? {
             Some(_) => {
                 // Read through RaftLog's decoder for one definition of the record.
-                let tmp_state = Arc::new(RwLock::new(StateMachine::open(db.open_tree("state")?, u64::MAX)?));
+                let tmp_state = Arc::new(RwLock::new(StateMachine::open(
+                    db.open_tree("state")?,
+                    u64::MAX,
+                )?));
                 RaftLog::open(log_tree, tmp_state)?.identity()?
             }
             None => None,
@@ -306,14 +313,20 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
                     reason: format!(
                         "it belongs to member '{}' (ID {:x}) of cluster {:x}, not to '{}'; \
                          pass --name {} or use another --data-dir",
-                        identity.name, identity.member_id, identity.cluster_id, config.name,
+                        identity.name,
+                        identity.member_id,
+                        identity.cluster_id,
+                        config.name,
                         identity.name
                     ),
                 });
             }
             if config.initial_cluster_state == ClusterState::New
                 && config.cluster_id() != identity.cluster_id
-                && !config.initial_cluster.iter().any(|m| m.name == identity.name)
+                && !config
+                    .initial_cluster
+                    .iter()
+                    .any(|m| m.name == identity.name)
             {
                 return Err(Error::DataDir {
                     dir: dir.display().to_string(),
@@ -385,7 +398,12 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
             let me = resp
                 .members
                 .iter()
-                .find(|m| m.peer_ur_ls.iter().collect::<std::collections::BTreeSet<_>>() == mine)
+                .find(|m| {
+                    m.peer_ur_ls
+                        .iter()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        == mine
+                })
                 .cloned()
                 .ok_or_else(|| {
                     Error::Config(format!(
@@ -404,7 +422,10 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
                 cluster_id: resp.cluster_id,
                 name: config.name.clone(),
             };
-            let tmp_state = Arc::new(RwLock::new(StateMachine::open(db.open_tree("state")?, u64::MAX)?));
+            let tmp_state = Arc::new(RwLock::new(StateMachine::open(
+                db.open_tree("state")?,
+                u64::MAX,
+            )?));
             RaftLog::open(log_tree, tmp_state)?.set_identity(&identity)?;
             db.flush()?;
             Ok((db, identity, resp.members))

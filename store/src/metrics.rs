@@ -51,25 +51,113 @@ impl Metrics {
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        metric("etcd_server_has_leader", "gauge", "Whether a leader exists.", u8::from(g.has_leader).to_string());
-        metric("etcd_server_is_leader", "gauge", "Whether this member is the leader.", u8::from(g.is_leader).to_string());
-        metric("etcd_server_leader_changes_seen_total", "counter", "Times this member became leader.", self.leader_changes.load(Ordering::Relaxed).to_string());
-        metric("etcd_server_proposals_applied_total", "counter", "Log entries applied.", self.applied.load(Ordering::Relaxed).to_string());
-        metric("etcd_server_proposals_failed_total", "counter", "Proposals that failed.", self.proposals_failed.load(Ordering::Relaxed).to_string());
-        metric("etcd_server_proposals_committed_total", "gauge", "The Raft commit index.", g.commit.to_string());
-        metric("etcd_server_applied_index", "gauge", "The Raft applied index.", g.applied_index.to_string());
-        metric("etcd_server_term", "gauge", "The Raft term.", g.term.to_string());
-        metric("etcd_debugging_mvcc_current_revision", "gauge", "The current revision.", g.revision.to_string());
-        metric("etcd_debugging_mvcc_compact_revision", "gauge", "The compacted revision.", g.compact_revision.to_string());
-        metric("etcd_debugging_mvcc_keys_total", "gauge", "Live keys.", g.keys.to_string());
-        metric("etcd_debugging_mvcc_watcher_total", "gauge", "Open watchers.", self.watchers.load(Ordering::Relaxed).to_string());
-        metric("etcd_debugging_lease_total", "gauge", "Granted leases.", g.leases.to_string());
-        metric("etcd_mvcc_db_total_size_in_bytes", "gauge", "Bytes on disk.", g.db_size.to_string());
-        metric("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge", "Logical bytes stored (what the quota counts).", g.db_size_in_use.to_string());
-        metric("skiff_store_range_total", "counter", "Range requests served.", self.ranges.load(Ordering::Relaxed).to_string());
-        metric("skiff_store_write_total", "counter", "Write requests served.", self.writes.load(Ordering::Relaxed).to_string());
+        metric(
+            "etcd_server_has_leader",
+            "gauge",
+            "Whether a leader exists.",
+            u8::from(g.has_leader).to_string(),
+        );
+        metric(
+            "etcd_server_is_leader",
+            "gauge",
+            "Whether this member is the leader.",
+            u8::from(g.is_leader).to_string(),
+        );
+        metric(
+            "etcd_server_leader_changes_seen_total",
+            "counter",
+            "Times this member became leader.",
+            self.leader_changes.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "etcd_server_proposals_applied_total",
+            "counter",
+            "Log entries applied.",
+            self.applied.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "etcd_server_proposals_failed_total",
+            "counter",
+            "Proposals that failed.",
+            self.proposals_failed.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "etcd_server_proposals_committed_total",
+            "gauge",
+            "The Raft commit index.",
+            g.commit.to_string(),
+        );
+        metric(
+            "etcd_server_applied_index",
+            "gauge",
+            "The Raft applied index.",
+            g.applied_index.to_string(),
+        );
+        metric(
+            "etcd_server_term",
+            "gauge",
+            "The Raft term.",
+            g.term.to_string(),
+        );
+        metric(
+            "etcd_debugging_mvcc_current_revision",
+            "gauge",
+            "The current revision.",
+            g.revision.to_string(),
+        );
+        metric(
+            "etcd_debugging_mvcc_compact_revision",
+            "gauge",
+            "The compacted revision.",
+            g.compact_revision.to_string(),
+        );
+        metric(
+            "etcd_debugging_mvcc_keys_total",
+            "gauge",
+            "Live keys.",
+            g.keys.to_string(),
+        );
+        metric(
+            "etcd_debugging_mvcc_watcher_total",
+            "gauge",
+            "Open watchers.",
+            self.watchers.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "etcd_debugging_lease_total",
+            "gauge",
+            "Granted leases.",
+            g.leases.to_string(),
+        );
+        metric(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "gauge",
+            "Bytes on disk.",
+            g.db_size.to_string(),
+        );
+        metric(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "gauge",
+            "Logical bytes stored (what the quota counts).",
+            g.db_size_in_use.to_string(),
+        );
+        metric(
+            "skiff_store_range_total",
+            "counter",
+            "Range requests served.",
+            self.ranges.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "skiff_store_write_total",
+            "counter",
+            "Write requests served.",
+            self.writes.load(Ordering::Relaxed).to_string(),
+        );
         out
     }
 }

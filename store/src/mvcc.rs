@@ -76,8 +76,8 @@ impl Record {
         let (flag, rest) = bytes
             .split_first()
             .ok_or_else(|| Error::Corrupt("empty revision record".into()))?;
-        let kv = KeyValue::decode(rest)
-            .map_err(|e| Error::Corrupt(format!("revision record: {e}")))?;
+        let kv =
+            KeyValue::decode(rest).map_err(|e| Error::Corrupt(format!("revision record: {e}")))?;
         Ok(Record {
             kv,
             tombstone: *flag == 1,
@@ -433,7 +433,11 @@ impl Mvcc {
                 break;
             }
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match op.request.as_ref() {
@@ -443,7 +447,11 @@ impl Mvcc {
                 Some(request_op::Request::RequestTxn(t)) => {
                     response_op::Response::ResponseTxn(self.read_txn(b, t)?)
                 }
-                _ => return Err(Error::InvalidArgument("write inside a read-only txn".into())),
+                _ => {
+                    return Err(Error::InvalidArgument(
+                        "write inside a read-only txn".into(),
+                    ))
+                }
             };
             responses.push(ResponseOp {
                 response: Some(response),
@@ -840,7 +848,11 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
                 break;
             }
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(self.op(op)?);
@@ -922,8 +934,7 @@ impl<B: Backend + ?Sized> WriteTxn<'_, B> {
 /// Checks a Txn the way etcd does before it is proposed: no key written twice in one
 /// branch (a put and an overlapping delete count), bounded size and depth.
 pub fn validate_txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
-    if req.success.len() > max_ops || req.failure.len() > max_ops || req.compare.len() > max_ops
-    {
+    if req.success.len() > max_ops || req.failure.len() > max_ops || req.compare.len() > max_ops {
         return Err(Error::TooManyOps);
     }
     for c in &req.compare {

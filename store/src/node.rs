@@ -196,7 +196,9 @@ impl NodeHandle {
         self.send(Command::ConfChange(cc, id, tx))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(Applied::Members(m)))) => Ok(m),
-            Ok(Ok(Ok(_))) => Err(Error::InvalidArgument("unexpected conf change result".into())),
+            Ok(Ok(Ok(_))) => Err(Error::InvalidArgument(
+                "unexpected conf change result".into(),
+            )),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => Err(Error::Timeout),
@@ -288,6 +290,9 @@ pub fn open_db(dir: &Path) -> Result<sled::Db> {
         })
 }
 
+/// A linearizable read waiting for its ReadIndex.
+type ReadWaiter = oneshot::Sender<Result<u64>>;
+
 /// The Raft thread's state.
 pub struct Node {
     raw: RawNode<RaftLog>,
@@ -297,8 +302,8 @@ pub struct Node {
     outbox: Box<dyn Outbox>,
     opts: NodeOptions,
     proposals: HashMap<u64, oneshot::Sender<ApplyResult>>,
-    pending_reads: Vec<oneshot::Sender<Result<u64>>>,
-    inflight_reads: HashMap<u64, (Vec<oneshot::Sender<Result<u64>>>, Instant)>,
+    pending_reads: Vec<ReadWaiter>,
+    inflight_reads: HashMap<u64, (Vec<ReadWaiter>, Instant)>,
     next_read_ctx: u64,
     was_leader: bool,
 }
@@ -524,7 +529,10 @@ impl Node {
             let mut clock = self.shared.lease_clock.lock().expect("lease clock lock");
             if leader {
                 info!(term = raft.term, "became leader");
-                self.shared.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .leader_changes
+                    .fetch_add(1, Ordering::Relaxed);
                 clock.promote(Instant::now(), state.lessor().leases());
             } else {
                 clock.demote();
@@ -541,7 +549,11 @@ impl Node {
             let snap = ready.snapshot().clone();
             let meta = snap.get_metadata();
             let entries = crate::snapshot::decode_entries(&snap.data)?;
-            info!(index = meta.index, term = meta.term, "installing snapshot from leader");
+            info!(
+                index = meta.index,
+                term = meta.term,
+                "installing snapshot from leader"
+            );
             {
                 let mut state = self.shared.state.write().expect("state lock");
                 state.install(entries, meta.index, meta.term, meta.get_conf_state())?;
@@ -644,7 +656,8 @@ impl Node {
                         let cc = ConfChange::parse_from_bytes(&entry.data).map_err(|e| {
                             Error::Corrupt(format!("conf change entry {}: {e}", entry.index))
                         })?;
-                        let ctx = ConfChangeContext::decode(cc.context.as_ref()).unwrap_or_default();
+                        let ctx =
+                            ConfChangeContext::decode(cc.context.as_ref()).unwrap_or_default();
                         let cs = self.raw.apply_conf_change(&cc)?;
                         let (added, removed) = match cc.get_change_type() {
                             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
@@ -667,7 +680,10 @@ impl Node {
                         }
                     }
                     EntryType::EntryConfChangeV2 => {
-                        warn!(index = entry.index, "ignoring a joint-consensus conf change (not used by skiff)");
+                        warn!(
+                            index = entry.index,
+                            "ignoring a joint-consensus conf change (not used by skiff)"
+                        );
                         let _ = state.apply(entry.index, entry.term, None)?;
                     }
                 }

@@ -149,9 +149,11 @@ impl RaftLog {
     /// Sets the log's starting point and HardState for a new member (bootstrap or
     /// restore): everything up to `index` is in the state machine already.
     pub fn bootstrap(&self, index: u64, term: u64) -> Result<()> {
-        let mut hs = HardState::default();
-        hs.term = term;
-        hs.commit = index;
+        let hs = HardState {
+            term,
+            commit: index,
+            ..Default::default()
+        };
         let mut batch = sled::Batch::default();
         batch.insert(HARD_STATE, hs.write_to_bytes().map_err(storage_io)?);
         batch.insert(COMPACTED, &compaction_bytes(index, term)[..]);
@@ -179,7 +181,10 @@ impl RaftLog {
             inner.terms.truncate(keep);
         }
         for e in entries {
-            batch.insert(&entry_key(e.index)[..], e.write_to_bytes().map_err(storage_io)?);
+            batch.insert(
+                &entry_key(e.index)[..],
+                e.write_to_bytes().map_err(storage_io)?,
+            );
             inner.terms.push_back(e.term);
         }
         self.tree.apply_batch(batch)?;
@@ -261,12 +266,7 @@ fn compaction_bytes(index: u64, term: u64) -> [u8; 16] {
 impl raft::Storage for RaftLog {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let hard_state = self.inner.read().expect("raft log lock").hard_state.clone();
-        let conf_state: ConfState = self
-            .state
-            .read()
-            .expect("state lock")
-            .conf_state()
-            .clone();
+        let conf_state: ConfState = self.state.read().expect("state lock").conf_state().clone();
         Ok(RaftState {
             hard_state,
             conf_state,
@@ -334,8 +334,10 @@ impl raft::Storage for RaftLog {
             ));
         }
         let entries = state.dump().map_err(storage_err)?;
-        let mut snap = Snapshot::default();
-        snap.data = snapshot::encode_entries(&entries).into();
+        let mut snap = Snapshot {
+            data: snapshot::encode_entries(&entries).into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

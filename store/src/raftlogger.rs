@@ -37,5 +37,8 @@ impl Drain for TracingDrain {
 
 /// A logger for raft-rs that writes through `tracing`.
 pub fn logger(member: u64) -> slog::Logger {
-    slog::Logger::root(TracingDrain.fuse(), slog::o!("member" => format!("{member:x}")))
+    slog::Logger::root(
+        TracingDrain.fuse(),
+        slog::o!("member" => format!("{member:x}")),
+    )
 }

@@ -11,17 +11,17 @@ use prost::Message as _;
 use raft::eraftpb::ConfChangeType;
 use skiff_proto::etcdserverpb::{
     alarm_request::AlarmAction, cluster_server::Cluster, kv_server::Kv, lease_server::Lease,
-    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType,
-    CompactionRequest, CompactionResponse, DefragmentRequest, DefragmentResponse,
-    DeleteRangeRequest, DeleteRangeResponse, HashKvRequest, HashKvResponse, HashRequest,
-    HashResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member,
-    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
-    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest, MoveLeaderResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, SnapshotRequest,
-    SnapshotResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest,
+    CompactionResponse, DefragmentRequest, DefragmentResponse, DeleteRangeRequest,
+    DeleteRangeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberAddRequest, MemberAddResponse,
+    MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
+    MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse, TxnRequest,
+    TxnResponse,
 };
 use skiff_proto::peer::log_request::Request as LogReq;
 use skiff_proto::peer::peer_client::PeerClient;
@@ -133,7 +133,11 @@ impl Kv for KvService {
         if !req.serializable {
             self.0.linearize().await?;
         }
-        self.0.shared().metrics.ranges.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .shared()
+            .metrics
+            .ranges
+            .fetch_add(1, Ordering::Relaxed);
         let state = self.0.shared().state.read().expect("state lock");
         let mut resp = state.range(&req)?;
         resp.header = Some(self.0.header(state.mvcc().current_revision()));
@@ -146,7 +150,11 @@ impl Kv for KvService {
             return Err(Error::EmptyKey.into());
         }
         self.0.check_size(req.encoded_len())?;
-        self.0.shared().metrics.writes.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .shared()
+            .metrics
+            .writes
+            .fetch_add(1, Ordering::Relaxed);
         match self.0.propose(LogReq::Put(req)).await? {
             Applied::Put(mut r) => {
                 r.header = self.0.fill(r.header);
@@ -165,7 +173,11 @@ impl Kv for KvService {
             return Err(Error::EmptyKey.into());
         }
         self.0.check_size(req.encoded_len())?;
-        self.0.shared().metrics.writes.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .shared()
+            .metrics
+            .writes
+            .fetch_add(1, Ordering::Relaxed);
         match self.0.propose(LogReq::DeleteRange(req)).await? {
             Applied::DeleteRange(mut r) => {
                 r.header = self.0.fill(r.header);
@@ -188,7 +200,11 @@ impl Kv for KvService {
             resp.header = Some(self.0.header(state.mvcc().current_revision()));
             return Ok(Response::new(resp));
         }
-        self.0.shared().metrics.writes.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .shared()
+            .metrics
+            .writes
+            .fetch_add(1, Ordering::Relaxed);
         match self.0.propose(LogReq::Txn(req)).await? {
             Applied::Txn(mut r) => {
                 r.header = self.0.fill(r.header);
@@ -198,10 +214,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn compact(
-        &self,
-        request: Request<CompactionRequest>,
-    ) -> GrpcResult<CompactionResponse> {
+    async fn compact(&self, request: Request<CompactionRequest>) -> GrpcResult<CompactionResponse> {
         let req = request.into_inner();
         match self.0.propose(LogReq::Compaction(req)).await? {
             Applied::Compacted => Ok(Response::new(CompactionResponse {
@@ -264,14 +277,20 @@ impl LeaseOps {
     }
 
     /// A lease's remaining TTL as the leader sees it.
-    pub fn time_to_live_local(&self, r: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+    pub fn time_to_live_local(
+        &self,
+        r: &LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse> {
         let shared = self.ctx.shared();
         if !shared.is_leader() {
             return Err(Error::NoLeader);
         }
         let (lease, revision) = {
             let state = shared.state.read().expect("state lock");
-            (state.lessor().get(r.id).cloned(), state.mvcc().current_revision())
+            (
+                state.lessor().get(r.id).cloned(),
+                state.mvcc().current_revision(),
+            )
         };
         let Some(lease) = lease else {
             return Ok(LeaseTimeToLiveResponse {
@@ -390,7 +409,10 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> GrpcResult<LeaseRevokeResponse> {
         let ctx = &self.0.ctx;
-        match ctx.propose(LogReq::LeaseRevoke(request.into_inner())).await? {
+        match ctx
+            .propose(LogReq::LeaseRevoke(request.into_inner()))
+            .await?
+        {
             Applied::LeaseRevoked => Ok(Response::new(LeaseRevokeResponse {
                 header: ctx.fill(None),
             })),
@@ -430,7 +452,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> GrpcResult<LeaseTimeToLiveResponse> {
-        Ok(Response::new(self.0.time_to_live(request.into_inner()).await?))
+        Ok(Response::new(
+            self.0.time_to_live(request.into_inner()).await?,
+        ))
     }
 
     async fn lease_leases(
@@ -463,7 +487,10 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, request: Request<MemberAddRequest>) -> GrpcResult<MemberAddResponse> {
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> GrpcResult<MemberAddResponse> {
         let req = request.into_inner();
         if req.is_learner {
             return Err(Error::Unsupported("adding a learner member").into());
@@ -480,7 +507,10 @@ impl Cluster for ClusterService {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos().to_string())
             .unwrap_or_default();
-        let id = member_id(&urls, &format!("{}/{nonce}", self.0.config.initial_cluster_token));
+        let id = member_id(
+            &urls,
+            &format!("{}/{nonce}", self.0.config.initial_cluster_token),
+        );
         let member = Member {
             id,
             name: String::new(),
@@ -491,7 +521,12 @@ impl Cluster for ClusterService {
         let members = self
             .0
             .node
-            .conf_change(ConfChangeType::AddNode, id, Some(member.clone()), self.0.request_timeout())
+            .conf_change(
+                ConfChangeType::AddNode,
+                id,
+                Some(member.clone()),
+                self.0.request_timeout(),
+            )
             .await?;
         Ok(Response::new(MemberAddResponse {
             header: self.0.fill(None),
@@ -515,7 +550,12 @@ impl Cluster for ClusterService {
         let members = self
             .0
             .node
-            .conf_change(ConfChangeType::RemoveNode, id, None, self.0.request_timeout())
+            .conf_change(
+                ConfChangeType::RemoveNode,
+                id,
+                None,
+                self.0.request_timeout(),
+            )
             .await?;
         self.0.transport.forget(id);
         Ok(Response::new(MemberRemoveResponse {
@@ -635,7 +675,10 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = BoxStream<SnapshotResponse>;
 
-    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> GrpcResult<Self::SnapshotStream> {
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> GrpcResult<Self::SnapshotStream> {
         // One consistent cut, taken under the state lock; streamed afterwards.
         let (bytes, revision) = {
             let state = self.0.shared().state.read().expect("state lock");
@@ -753,7 +796,9 @@ pub async fn expire_leases(ctx: Ctx) {
                     Ok(_) | Err(Error::LeaseNotFound) => {
                         tracing::info!(lease = format!("{id:x}"), "lease expired and revoked")
                     }
-                    Err(e) => tracing::warn!(lease = format!("{id:x}"), error = %e, "revoking an expired lease failed; will retry"),
+                    Err(e) => {
+                        tracing::warn!(lease = format!("{id:x}"), error = %e, "revoking an expired lease failed; will retry")
+                    }
                 }
             });
         }

@@ -140,7 +140,8 @@ pub fn restore(backup: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<
             is_learner: false,
         })
         .collect();
-    let cluster_id = crate::config::cluster_id_of(&opts.initial_cluster, &opts.initial_cluster_token);
+    let cluster_id =
+        crate::config::cluster_id_of(&opts.initial_cluster, &opts.initial_cluster_token);
     let me = members
         .iter()
         .find(|m| m.name == opts.name)
@@ -161,9 +162,15 @@ mod tests {
         assert_eq!(read_backup(&bytes).unwrap(), entries);
         let mut bad = bytes.clone();
         bad[MAGIC.len() + 12] ^= 1;
-        assert!(read_backup(&bad).unwrap_err().to_string().contains("checksum"));
+        assert!(read_backup(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         assert!(read_backup(&bytes[..bytes.len() - 1]).is_err());
-        assert!(read_backup(b"hello").unwrap_err().to_string().contains("not a skiff"));
+        assert!(read_backup(b"hello")
+            .unwrap_err()
+            .to_string()
+            .contains("not a skiff"));
     }
 
     #[test]

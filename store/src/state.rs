@@ -21,8 +21,8 @@ use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 use skiff_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, Member, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, Member, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use skiff_proto::mvccpb::Event;
 use skiff_proto::peer::{log_request, LogRequest, MemberAttributes};
@@ -304,7 +304,9 @@ impl StateMachine {
     }
 
     fn nospace(&self) -> bool {
-        self.alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32)
+        self.alarms
+            .iter()
+            .any(|a| a.alarm == AlarmType::Nospace as i32)
     }
 
     /// Writes the bookkeeping every entry updates into `batch`.
@@ -315,7 +317,10 @@ impl StateMachine {
         v[..8].copy_from_slice(&index.to_be_bytes());
         v[8..].copy_from_slice(&term.to_be_bytes());
         batch.insert(META_APPLIED, &v[..]);
-        batch.insert(META_REV, &(self.mvcc.current_revision() as u64).to_be_bytes()[..]);
+        batch.insert(
+            META_REV,
+            &(self.mvcc.current_revision() as u64).to_be_bytes()[..],
+        );
         batch.insert(
             META_COMPACT,
             &(self.mvcc.compact_revision() as u64).to_be_bytes()[..],
@@ -577,8 +582,10 @@ impl StateMachine {
         for m in members {
             batch.insert(member_key(m.id), m.encode_to_vec());
         }
-        let mut cs = ConfState::default();
-        cs.voters = members.iter().map(|m| m.id).collect();
+        let cs = ConfState {
+            voters: members.iter().map(|m| m.id).collect(),
+            ..Default::default()
+        };
         batch.insert(
             META_CONF,
             cs.write_to_bytes()
@@ -662,11 +669,14 @@ fn with_revision(applied: Applied, revision: i64) -> Applied {
 /// Whether a Txn may put (what the quota refuses; deletes are always allowed).
 fn txn_puts(t: &TxnRequest) -> bool {
     use skiff_proto::etcdserverpb::request_op::Request as Op;
-    t.success.iter().chain(t.failure.iter()).any(|op| match &op.request {
-        Some(Op::RequestPut(_)) => true,
-        Some(Op::RequestTxn(inner)) => txn_puts(inner),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .any(|op| match &op.request {
+            Some(Op::RequestPut(_)) => true,
+            Some(Op::RequestTxn(inner)) => txn_puts(inner),
+            _ => false,
+        })
 }
 
 fn member_key(id: u64) -> Vec<u8> {

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use skiff_proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use skiff_proto::peer::peer_client::PeerClient;
 use skiff_proto::peer::peer_server::Peer;
@@ -62,7 +61,14 @@ impl Transport {
 
     /// The peer URLs of a member.
     pub fn peer_urls(&self, id: u64) -> Option<Vec<String>> {
-        if let Some(m) = self.shared.state.read().expect("state lock").members().get(&id) {
+        if let Some(m) = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .members()
+            .get(&id)
+        {
             return Some(m.peer_ur_ls.clone());
         }
         self.hints.lock().expect("hints lock").get(&id).cloned()
@@ -108,11 +114,17 @@ impl Transport {
         let (tx, rx) = mpsc::channel(QUEUE);
         queues.insert(id, tx.clone());
         let this = self.clone();
-        self.runtime.spawn(async move { this.peer_loop(id, channel, rx).await });
+        self.runtime
+            .spawn(async move { this.peer_loop(id, channel, rx).await });
         Some(tx)
     }
 
-    async fn peer_loop(self: Arc<Self>, id: u64, channel: Channel, mut rx: mpsc::Receiver<Message>) {
+    async fn peer_loop(
+        self: Arc<Self>,
+        id: u64,
+        channel: Channel,
+        mut rx: mpsc::Receiver<Message>,
+    ) {
         let mut client = PeerClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
@@ -148,7 +160,9 @@ impl Transport {
             let mut request = Request::new(req);
             request.set_timeout(timeout);
             let outcome = client.send(request).await;
-            let Some(node) = self.node.get() else { continue };
+            let Some(node) = self.node.get() else {
+                continue;
+            };
             match outcome {
                 Ok(_) => {
                     if snapshot {

@@ -178,7 +178,9 @@ async fn start_watcher(
 ) -> Option<Watcher> {
     let (rx, current, interest) = {
         let state = ctx.node.shared.state.read().expect("state lock");
-        let interest = req.prev_kv.then(|| PrevKvInterest::new(state.prev_kv_watchers()));
+        let interest = req
+            .prev_kv
+            .then(|| PrevKvInterest::new(state.prev_kv_watchers()));
         (
             ctx.node.shared.events.subscribe(),
             state.mvcc().current_revision(),
@@ -239,7 +241,7 @@ impl Filter {
                 let put = e.r#type == EventType::Put as i32;
                 in_range(key, &self.key, &self.range_end)
                     && !(put && self.no_put)
-                    && !(!put && self.no_delete)
+                    && (put || !self.no_delete)
             })
             .map(|e| {
                 let mut e = e.clone();
@@ -286,7 +288,11 @@ enum Stop {
 }
 
 impl WatcherTask {
-    async fn run(self, mut rx: broadcast::Receiver<Arc<crate::node::RevisionEvents>>, mut current: i64) {
+    async fn run(
+        self,
+        mut rx: broadcast::Receiver<Arc<crate::node::RevisionEvents>>,
+        mut current: i64,
+    ) {
         loop {
             if self.catch_up(current).await.is_err() {
                 return;
@@ -374,10 +380,7 @@ impl WatcherTask {
         }
     }
 
-    async fn follow(
-        &self,
-        rx: &mut broadcast::Receiver<Arc<crate::node::RevisionEvents>>,
-    ) -> Stop {
+    async fn follow(&self, rx: &mut broadcast::Receiver<Arc<crate::node::RevisionEvents>>) -> Stop {
         let mut progress = self.progress.map(|p| {
             let mut i = tokio::time::interval(p);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
