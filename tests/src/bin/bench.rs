@@ -277,6 +277,8 @@ async fn bench_flavor(flavor: &Flavor, budget: Budget, check_perf: bool) -> Resu
 
     if check_perf {
         for load in ["m", "l"] {
+            // The previous run ends by deleting every key it wrote; let that settle.
+            tokio::time::sleep(Duration::from_secs(3)).await;
             let endpoints = cluster.client_endpoints().join(",");
             let result =
                 tokio::task::spawn_blocking(move || etcdctl_check_perf(&endpoints, load)).await??;
@@ -470,6 +472,9 @@ fn etcdctl_check_perf(endpoints: &str, load: &'static str) -> Result<CheckPerf> 
     let output = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
+        // Its set-up and clean-up requests (a delete of every key it wrote) can take
+        // longer than the 5 s default on a loaded machine.
+        .arg("--command-timeout=30s")
         .args(["check", "perf", "--load", load])
         .output()
         .context("running etcdctl check perf")?;
@@ -477,10 +482,12 @@ fn etcdctl_check_perf(endpoints: &str, load: &'static str) -> Result<CheckPerf> 
     let text = String::from_utf8_lossy(&output.stdout).replace('\r', "\n");
     let mut result = parse_check_perf(load, &text);
     if result.details.is_empty() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
         result.details.push(format!(
             "etcdctl exited with {}: {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            last.unwrap_or("no output")
         ));
     }
     Ok(result)
