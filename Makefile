@@ -1,0 +1,42 @@
+# Entry points for building, testing, the local store lab and the bench.
+# CI runs `make test` through .ci/run.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+
+# Where cargo puts its output: $CARGO_TARGET_DIR when set, else what cargo says
+# (it honours .cargo/config.toml), else ./target.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(CURDIR)/target)
+
+# Integration tests, the bench and the lab find the daemon here: Cargo only tells a
+# crate's own tests where its binaries are, and the tests live in another crate.
+SKIFF_BIN ?= $(TARGET_DIR)/release/skiff
+export SKIFF_BIN
+
+BENCH_ARGS ?=
+
+.PHONY: deps build test lab lab-down bench
+
+deps:
+	scripts/deps.sh
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+# One release build serves the binaries and the tests; --no-fail-fast so that the
+# closing summary counts every test.
+test: deps
+	$(MAKE) build
+	$(CARGO) nextest run --workspace --release --no-fail-fast
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lab: build
+	lab/store-up.sh
+
+lab-down:
+	lab/store-down.sh
+
+bench: build
+	$(TARGET_DIR)/release/bench --skiff-binary $(SKIFF_BIN) $(BENCH_ARGS)

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what skiff's build, tests and lab need, and only what is missing.
+set -euo pipefail
+
+packages=(
+    protobuf-compiler # protoc, for the gRPC code generation in build scripts
+    etcd-server       # /usr/bin/etcd: the reference the store is tested and benchmarked against
+    etcd-client       # /usr/bin/etcdctl: compatibility tests, check perf, the lab
+    iproute2          # ip: network namespaces, veth, VXLAN for the lab and fault tests
+    nftables          # service rules and link cuts
+    iptables
+)
+
+say() { printf 'deps: %s\n' "$*"; }
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null; then
+    sudo=(sudo)
+else
+    say "not root and no sudo: cannot install packages" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg -s "$p" >/dev/null 2>&1; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
+    # Debian's etcd-server starts an etcd on 2379/2380 when it can; tests and the lab
+    # need those ports. A policy-rc.d answering 101 stops services from being started
+    # during the install; one that already exists is left as it is.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=false
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        made_policy=true
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    status=0
+    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+    if "$made_policy"; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    if [ "$status" -ne 0 ]; then
+        say "apt-get failed (exit $status)" >&2
+        exit "$status"
+    fi
+else
+    say "system packages present"
+fi
+
+# The packaged etcd service, if something did start it, holds the ports the lab uses.
+if [ -d /run/systemd/system ]; then
+    if systemctl is-enabled --quiet etcd 2>/dev/null || systemctl is-active --quiet etcd 2>/dev/null; then
+        say "stopping and disabling the packaged etcd service"
+        "${sudo[@]}" systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+elif [ -x /etc/init.d/etcd ] && /etc/init.d/etcd status >/dev/null 2>&1; then
+    say "stopping the packaged etcd service"
+    "${sudo[@]}" /etc/init.d/etcd stop >/dev/null 2>&1 || true
+fi
+for port in 2379 2380; do
+    if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+        say "warning: something still listens on port $port (make lab will not start): $(ss -Hltnp "sport = :$port" | head -1)" >&2
+    fi
+done
+
+if cargo nextest --version >/dev/null 2>&1; then
+    say "cargo-nextest present"
+else
+    say "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+fi
