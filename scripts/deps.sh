@@ -9,6 +9,7 @@ packages=(
     iproute2          # ip: network namespaces, veth, VXLAN for the lab and fault tests
     nftables          # service rules and link cuts
     iptables
+    curl              # raw HTTP/2 requests in the bad-input tests
 )
 
 say() { printf 'deps: %s\n' "$*"; }

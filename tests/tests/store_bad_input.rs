@@ -1,0 +1,215 @@
+//! Bad input to `skiff store`: wrong flags, bad clusters, a port in use, somebody else's
+//! data directory, oversize and malformed requests. Each gets a clear message naming
+//! the problem, and nothing panics.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Result;
+use skiff_tests::cluster::{skiff_binary, Cluster, ClusterSpec, Flavor};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Runs `skiff store ARGS` expecting it to exit on its own with an error; returns stderr.
+fn store_fails(args: &[&str]) -> String {
+    let mut child = Command::new(skiff_binary().expect("skiff binary"))
+        .arg("store")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("skiff runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(!status.success(), "expected a failure for {args:?}");
+            assert!(!err.contains("panicked"), "no panic for {args:?}: {err}");
+            return err;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("skiff store {args:?} should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn member_args(name: &str, dir: &str, client: u16, peer: u16, cluster: &str) -> Vec<String> {
+    vec![
+        "--name".into(),
+        name.into(),
+        "--data-dir".into(),
+        dir.into(),
+        "--listen-client-urls".into(),
+        format!("http://127.0.0.1:{client}"),
+        "--advertise-client-urls".into(),
+        format!("http://127.0.0.1:{client}"),
+        "--listen-peer-urls".into(),
+        format!("http://127.0.0.1:{peer}"),
+        "--initial-advertise-peer-urls".into(),
+        format!("http://127.0.0.1:{peer}"),
+        "--initial-cluster".into(),
+        cluster.into(),
+    ]
+}
+
+#[test]
+fn flags_and_clusters_that_make_no_sense_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("m").display().to_string();
+    let err = store_fails(&["--bogus-flag"]);
+    assert!(err.contains("--bogus-flag"), "{err}");
+    let (c, p) = (free_port(), free_port());
+    let own = format!("a=http://127.0.0.1:{p}");
+    for (cluster, expect) in [
+        ("a", "is not NAME=URL"),
+        (
+            &*format!("{own},a=http://127.0.0.1:{}", free_port()),
+            "given twice",
+        ),
+        (&*format!("{own},b=http://127.0.0.1:{p}"), "given twice"),
+        ("b=http://127.0.0.1:9", "no member named 'a'"),
+        (
+            &*format!("a=http://127.0.0.1:{}", free_port()),
+            "must match",
+        ),
+        ("a=ftp://127.0.0.1:9", "unsupported scheme"),
+    ] {
+        let args = member_args("a", &d, c, p, cluster);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = store_fails(&args);
+        assert!(
+            err.contains(expect),
+            "{cluster}: expected '{expect}' in: {err}"
+        );
+    }
+    let mut args = member_args("a", &d, c, p, &own);
+    args.extend(["--election-timeout".into(), "100".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(store_fails(&args).contains("--election-timeout"));
+    assert!(
+        !dir.path().join("m").join("db").exists(),
+        "nothing written for refused flags"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = free_port();
+    let args = member_args(
+        "a",
+        &dir.path().join("m").display().to_string(),
+        port,
+        p,
+        &format!("a=http://127.0.0.1:{p}"),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = store_fails(&args);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn joining_with_no_reachable_member_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, p, dead) = (free_port(), free_port(), free_port());
+    let mut args = member_args(
+        "b",
+        &dir.path().join("m").display().to_string(),
+        c,
+        p,
+        &format!("a=http://127.0.0.1:{dead},b=http://127.0.0.1:{p}"),
+    );
+    args.extend(["--initial-cluster-state".into(), "existing".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = store_fails(&args);
+    assert!(err.contains("cannot get the member list"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_members_data_dir_is_refused() -> Result<()> {
+    let cluster = Cluster::start(ClusterSpec::new(Flavor::skiff()?, 1)).await?;
+    let dir = cluster.data_dir(0).to_path_buf();
+    cluster.kill(0)?;
+    let (c, p) = (free_port(), free_port());
+    let args = member_args(
+        "intruder",
+        &dir.display().to_string(),
+        c,
+        p,
+        &format!("intruder=http://127.0.0.1:{p}"),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = store_fails(&args);
+    assert!(err.contains("belongs to member"), "{err}");
+    // The directory still serves its own member afterwards.
+    cluster.restart(0)?;
+    cluster.wait_ready(0, Duration::from_secs(20)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_and_malformed_requests_get_errors_not_crashes() -> Result<()> {
+    let cluster = Cluster::start(ClusterSpec::new(Flavor::skiff()?, 1)).await?;
+    let mut client = cluster.client().await?;
+    let big = vec![b'x'; 1600 * 1024];
+    let err = client.put("big", big, None).await.expect_err("too large");
+    assert!(err.to_string().contains("request is too large"), "{err}");
+    let huge = vec![b'x'; 3 * 1024 * 1024];
+    let err = client.put("huge", huge, None).await.expect_err("too large");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("too large") || msg.contains("message length"),
+        "{msg}"
+    );
+    // A body that is not a valid PutRequest, sent as raw gRPC over HTTP/2.
+    let endpoint = cluster.endpoint(0);
+    let garbage = [0xffu8, 0xff, 0xff, 0xff, 0x0f, 0x01];
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(garbage.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&garbage);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .args(["--data-binary", "@-"])
+        .arg(format!("{endpoint}/etcdserverpb.KV/Put"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(&frame)?;
+            c.wait_with_output()
+        });
+    if let Ok(out) = out {
+        let headers = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            headers.contains("grpc-status") && !headers.contains("grpc-status: 0"),
+            "a malformed message is an error: {headers}"
+        );
+    }
+    // Still serving.
+    client.put("after", "ok", None).await?;
+    let got = client.get("after", None).await?;
+    assert_eq!(got.kvs()[0].value(), b"ok");
+    Ok(())
+}
