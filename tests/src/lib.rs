@@ -1,1 +1,4 @@
 //! Test harness.
+
+pub mod history;
+pub mod linearizability;
