@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use skiff_tests::history::{Input, Operation, Outcome, Output};
 use skiff_tests::linearizability::{check, CheckOptions};
 use skiff_tests::workload::{run_workload, WorkloadConfig};
 
@@ -105,6 +106,14 @@ async fn etcd_history_is_linearizable() -> anyhow::Result<()> {
         run.unknown,
         run.failed
     );
+    let cas = |succeeded: bool| {
+        let is = |o: &&Operation| matches!(&o.outcome, Outcome::Ok { output: Output::Cas { succeeded: s, .. }, .. } if *s == succeeded);
+        run.history.ops.iter().filter(is).count()
+    };
+    let (cas_ok, cas_failed) = (cas(true), cas(false));
+    println!("compare-and-swap: {cas_ok} succeeded, {cas_failed} failed");
+    // Both branches of the transaction must be exercised for the run to test them.
+    assert!(cas_ok > 0 && cas_failed > 0);
     assert!(run.history.ops.len() >= 1000, "too few ops to mean much");
     assert_eq!(run.malformed, 0);
     assert!(
@@ -130,7 +139,42 @@ async fn etcd_history_is_linearizable() -> anyhow::Result<()> {
         run.history.dump(&path)?;
         panic!("{}\nhistory written to {}", report.result, path.display());
     }
+
+    // The same real history with one read made stale must fail: the pipeline can fail.
+    let mut ops = run.history.ops.clone();
+    assert!(make_one_read_stale(&mut ops), "no read could be made stale");
+    let report = check(&ops, &CheckOptions::default());
+    assert!(report.result.is_violation(), "{}", report.result);
     Ok(())
+}
+
+/// Makes a read return the value of a put that another completed put overwrote before
+/// the read began.
+fn make_one_read_stale(ops: &mut [Operation]) -> bool {
+    let acked_put = |o: &Operation| match (&o.input, &o.outcome) {
+        (Input::Put { value }, Outcome::Ok { .. }) => Some(value.clone()),
+        _ => None,
+    };
+    for r in 0..ops.len() {
+        let read = &ops[r];
+        if read.input != Input::Get || !read.outcome.is_ok() {
+            continue;
+        }
+        let before: Vec<&Operation> = ops
+            .iter()
+            .filter(|w| w.key == read.key && w.ret < read.call && acked_put(w).is_some())
+            .collect();
+        let Some(w2) = before.iter().max_by_key(|w| w.call) else {
+            continue;
+        };
+        let Some(w1) = before.iter().find(|w| w.ret < w2.call) else {
+            continue;
+        };
+        let stale = acked_put(w1);
+        ops[r].outcome = Outcome::ok(Output::Get { value: stale });
+        return true;
+    }
+    false
 }
 
 /// Clients given a dead endpoint besides a live one still get their work done.
