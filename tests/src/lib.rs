@@ -1,3 +1,13 @@
-//! Test harness.
+//! skiff's test support: everything the integration, compatibility and fault suites and
+//! the `bench` command share.
+//!
+//! - [`cluster`]: start store clusters (skiff or etcd) as real processes on loopback,
+//!   kill, pause, cut and heal members.
+//! - [`history`]: record every client operation with its invoke and return times.
+//! - [`workload`]: concurrent etcd clients doing get/put/delete/CAS on a few keys.
+//! - [`linearizability`]: check a recorded history (Wing–Gong with memoization, per key).
 
 pub mod cluster;
+pub mod history;
+pub mod linearizability;
+pub mod workload;
