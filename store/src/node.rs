@@ -316,7 +316,8 @@ pub fn build(
     outbox: Box<dyn Outbox>,
     opts: NodeOptions,
 ) -> Result<(Node, NodeHandle)> {
-    let (applied, _) = shared.state.read().expect("state lock").applied();
+    let (applied, applied_term) = shared.state.read().expect("state lock").applied();
+    log.reconcile_applied(applied, applied_term)?;
     let cfg = raft::Config {
         id: shared.id,
         election_tick: opts.election_ticks,

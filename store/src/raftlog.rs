@@ -207,6 +207,27 @@ impl RaftLog {
         self.set_hard_state(&hs)
     }
 
+    /// Makes the HardState's commit index cover what the state machine applied.
+    ///
+    /// Applying writes the state tree before the next HardState is stored, so a crash
+    /// between the two leaves `applied > commit` on disk. Everything applied was
+    /// committed, so raising the commit index is safe (raft-rs refuses to start
+    /// otherwise). A state machine ahead of the whole log (a crash while installing a
+    /// snapshot from the leader) holds everything the log would: the log restarts after it.
+    pub fn reconcile_applied(&self, applied: u64, applied_term: u64) -> Result<()> {
+        let (commit, last) = {
+            let inner = self.inner.read().expect("raft log lock");
+            (inner.hard_state.commit, inner.last)
+        };
+        if applied > last {
+            return self.apply_snapshot(applied, applied_term);
+        }
+        if applied > commit {
+            self.set_commit(applied)?;
+        }
+        Ok(())
+    }
+
     /// Drops the whole log for a snapshot received from the leader.
     pub fn apply_snapshot(&self, index: u64, term: u64) -> Result<()> {
         let mut inner = self.inner.write().expect("raft log lock");
