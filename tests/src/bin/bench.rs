@@ -290,7 +290,8 @@ async fn bench_flavor(flavor: &Flavor, budget: Budget, check_perf: bool) -> Resu
             emit(
                 json!({"measure": "check_perf", "flavor": name, "load": result.load,
                 "pass": result.pass, "throughput_writes_per_sec": result.throughput,
-                "slowest_s": result.slowest_s, "stddev_s": result.stddev_s}),
+                "slowest_s": result.slowest_s, "stddev_s": result.stddev_s,
+                "details": result.details}),
             );
         }
     }
@@ -493,40 +494,52 @@ fn etcdctl_check_perf(endpoints: &str, load: &'static str) -> Result<CheckPerf> 
     Ok(result)
 }
 
-/// Reads etcdctl's verdict lines: `PASS: Throughput is 151 writes/s`,
-/// `FAIL: Slowest request took 0.6s`, …, then a lone `PASS` or `FAIL`.
+/// Reads etcdctl's verdicts: `PASS: Throughput is 151 writes/s`, `PASS: Stddev is
+/// 0.0007s`, …, then a lone `PASS` or `FAIL`. etcd 3.4 prints a slow request's verdict
+/// without its `FAIL: ` ("Slowest request took too long: 0.93s"), and a verdict can
+/// follow the progress bar on the same line, so verdicts are looked for by topic too.
 fn parse_check_perf(load: &'static str, text: &str) -> CheckPerf {
+    const STARTS: [&str; 5] = [
+        "PASS: ",
+        "FAIL: ",
+        "Throughput",
+        "Slowest request",
+        "Stddev",
+    ];
     let details: Vec<String> = text
         .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("PASS: ") || l.starts_with("FAIL: "))
-        .map(str::to_string)
+        .filter_map(|l| {
+            let at = STARTS.iter().filter_map(|s| l.find(s)).min()?;
+            let verdict = l[at..].trim();
+            Some(
+                if verdict.starts_with("PASS: ") || verdict.starts_with("FAIL: ") {
+                    verdict.to_string()
+                } else if verdict.contains(" too ") {
+                    format!("FAIL: {verdict}")
+                } else {
+                    format!("PASS: {verdict}")
+                },
+            )
+        })
         .collect();
-    let pass = text.lines().map(str::trim).any(|l| l == "PASS")
-        && !text.lines().map(str::trim).any(|l| l == "FAIL");
-    let number_before = |marker: &str| {
-        details.iter().find_map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let at = words.iter().position(|w| *w == marker)?;
-            words.get(at.checked_sub(1)?)?.parse().ok()
-        })
-    };
-    let seconds_after = |marker: &str| {
-        details.iter().find_map(|l| {
-            let rest = &l[l.find(marker)? + marker.len()..];
-            rest.split_whitespace()
-                .next()?
-                .trim_end_matches('s')
-                .parse()
-                .ok()
-        })
+    let verdicts: Vec<&str> = text.lines().map(str::trim).collect();
+    let pass = verdicts.contains(&"PASS") && !verdicts.contains(&"FAIL");
+    let detail = |topic: &str| details.iter().find(|l| l.contains(topic));
+    let throughput = detail("Throughput").and_then(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "writes/s")?;
+        words.get(at.checked_sub(1)?)?.parse().ok()
+    });
+    // The figure is the last word, in seconds: "…took 0.016644s", "…too high: 0.2s".
+    let seconds = |topic: &str| {
+        detail(topic).and_then(|l| l.split_whitespace().last()?.strip_suffix('s')?.parse().ok())
     };
     CheckPerf {
         load,
         pass,
-        throughput: number_before("writes/s"),
-        slowest_s: seconds_after("took"),
-        stddev_s: seconds_after("Stddev is"),
+        throughput,
+        slowest_s: seconds("Slowest request"),
+        stddev_s: seconds("Stddev"),
         details,
     }
 }
@@ -574,11 +587,14 @@ mod tests {
 
     #[test]
     fn parses_a_failing_check_perf() {
-        let out = "FAIL: Throughput too low: 3000 writes/s\nPASS: Slowest request took 0.3s\nPASS: Stddev is 0.01s\nFAIL\n";
+        let out = "60 / 60 Boooo 100.00% 1m0sFAIL: Throughput too low: 3000 writes/s\nSlowest request took too long: 0.6s\nPASS: Stddev is 0.01s\nFAIL\n";
         let r = parse_check_perf("l", out);
         assert!(!r.pass);
         assert_eq!(r.throughput, Some(3000.0));
-        assert_eq!(r.slowest_s, Some(0.3));
+        assert_eq!(r.slowest_s, Some(0.6));
+        assert_eq!(r.stddev_s, Some(0.01));
+        assert_eq!(r.details[0], "FAIL: Throughput too low: 3000 writes/s");
+        assert_eq!(r.details[1], "FAIL: Slowest request took too long: 0.6s");
     }
 
     #[test]
