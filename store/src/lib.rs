@@ -253,7 +253,7 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     let _ = handle.send(node::Command::Shutdown);
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
-    db.flush()?;
+    let flushed = db.flush();
     let fatal = shared.fatal.lock().expect("fatal lock").take();
     match fatal {
         Some(why) if why.contains("removed from the cluster") => {
@@ -264,7 +264,7 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
             dir: config.data_dir.display().to_string(),
             reason: why,
         }),
-        None => Ok(()),
+        None => flushed.map(|_| ()).map_err(Error::from),
     }
 }
 

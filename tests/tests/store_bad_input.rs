@@ -213,3 +213,142 @@ async fn oversize_and_malformed_requests_get_errors_not_crashes() -> Result<()> 
     assert_eq!(got.kvs()[0].value(), b"ok");
     Ok(())
 }
+
+/// Starts a single member, its log going to `log`, waits until it answers.
+async fn single_member(
+    args: &[String],
+    log: &std::path::Path,
+) -> Result<(std::process::Child, etcd_client::Client)> {
+    let child = Command::new(skiff_binary()?)
+        .arg("store")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let client_url = args[args
+        .iter()
+        .position(|a| a == "--listen-client-urls")
+        .expect("flag")
+        + 1]
+    .clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = etcd_client::Client::connect([client_url.as_str()], None).await {
+            if c.status().await.is_ok() && c.put("ready", "1", None).await.is_ok() {
+                return Ok((child, c));
+            }
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "member did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_data_dir_is_refused_with_what_to_do() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (c, p) = (free_port(), free_port());
+    let data = dir.path().join("m");
+    let args = member_args(
+        "a",
+        &data.display().to_string(),
+        c,
+        p,
+        &format!("a=http://127.0.0.1:{p}"),
+    );
+    let (mut child, _client) = single_member(&args, &dir.path().join("m.log")).await?;
+    child.kill()?;
+    child.wait()?;
+    for file in ["db", "conf"] {
+        let path = data.join("db").join(file);
+        let mut bytes = std::fs::read(&path)?;
+        for b in bytes.iter_mut().step_by(7) {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = store_fails(&args);
+    assert!(
+        err.contains("data directory") && err.contains("restore the member"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Unmounts the test's small tmpfs, even when the test fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy, so that a member still running after a failed assertion cannot keep it.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        // Mounting a small filesystem needs root; CI runs as root.
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mnt = dir.path().join("disk");
+    std::fs::create_dir(&mnt)?;
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "mounting a tmpfs failed");
+    let _mounted = Tmpfs(mnt.clone());
+    let (c, p) = (free_port(), free_port());
+    let args = member_args(
+        "a",
+        &mnt.join("m").display().to_string(),
+        c,
+        p,
+        &format!("a=http://127.0.0.1:{p}"),
+    );
+    let log = dir.path().join("m.log");
+    let (mut child, mut client) = single_member(&args, &log).await?;
+    let value = vec![b'v'; 20_000];
+    let mut acked = Vec::new();
+    for i in 0..400 {
+        let key = format!("k{i:03}");
+        let put = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.put(key.as_str(), value.clone(), None),
+        )
+        .await;
+        match put {
+            Ok(Ok(_)) => acked.push(key),
+            _ => break,
+        }
+    }
+    assert!(acked.len() < 400, "the 3 MiB disk should have filled up");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let err = std::fs::read_to_string(&log)?;
+    assert!(!status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains("free disk space"),
+        "{err}"
+    );
+    // Make room and start again: everything acknowledged is there, and writes work.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(grown, "growing the tmpfs failed");
+    let (mut child, mut client) = single_member(&args, &dir.path().join("m2.log")).await?;
+    for key in &acked {
+        let got = client.get(key.as_str(), None).await?;
+        assert_eq!(got.kvs().len(), 1, "acknowledged write {key} lost");
+    }
+    client.put("after", "ok", None).await?;
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
