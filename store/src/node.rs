@@ -433,35 +433,16 @@ impl Node {
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Propose(req, reply) => {
-                let id = req.id;
-                match self.raw.propose(Vec::new(), req.encode_to_vec()) {
-                    Ok(()) => {
-                        self.proposals.insert(id, reply);
-                    }
-                    Err(raft::Error::ProposalDropped) => {
-                        let _ = reply.send(Err(Error::NoLeader));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
+                let proposed = self.raw.propose(Vec::new(), req.encode_to_vec());
+                self.track(req.id, reply, proposed);
             }
             Command::ConfChange(cc, id, reply) => {
                 if self.raw.raft.has_pending_conf() {
                     let _ = reply.send(Err(Error::ConfChangeInProgress));
                     return;
                 }
-                match self.raw.propose_conf_change(Vec::new(), cc) {
-                    Ok(()) => {
-                        self.proposals.insert(id, reply);
-                    }
-                    Err(raft::Error::ProposalDropped) => {
-                        let _ = reply.send(Err(Error::NoLeader));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
+                let proposed = self.raw.propose_conf_change(Vec::new(), cc);
+                self.track(id, reply, proposed);
             }
             Command::ReadIndex(reply) => self.pending_reads.push(reply),
             Command::Step(m) => {
@@ -481,6 +462,21 @@ impl Node {
             ),
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
             Command::Shutdown => {}
+        }
+    }
+
+    /// Remembers who waits for a proposal, or tells them at once why it was not made.
+    fn track(&mut self, id: u64, reply: oneshot::Sender<ApplyResult>, proposed: raft::Result<()>) {
+        match proposed {
+            Ok(()) => {
+                self.proposals.insert(id, reply);
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let _ = reply.send(Err(Error::NoLeader));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
         }
     }
 
