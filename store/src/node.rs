@@ -585,6 +585,7 @@ impl Node {
             tracing::debug!(
                 entries = ready.entries().len(),
                 flush_us = t.elapsed().as_micros() as u64,
+                waiting = self.proposals.len(),
                 "persisted"
             );
         }
@@ -685,6 +686,8 @@ impl Node {
                     }
                 }
             }
+            // Before the lock is released: readers must find what was applied.
+            state.commit_applied()?;
         }
         self.shared.applied.send_replace(last);
         for (tx, result) in replies {

@@ -120,6 +120,54 @@ pub struct StateMachine {
     /// Open watchers that asked for `prev_kv`: while there are none, writes skip
     /// reading the old values only those events would carry.
     prev_kv_watchers: Arc<AtomicUsize>,
+    /// What the entries applied since the last [`StateMachine::commit_applied`] wrote:
+    /// one sled batch for all of them (sled's cost is per batch), and the records in it
+    /// (`None`: removed) so that later entries in the same batch read them.
+    batch: sled::Batch,
+    pending: BTreeMap<Revision, Option<Record>>,
+}
+
+/// Reads MVCC records through the writes not yet committed to the tree.
+pub struct PendingBackend<'a> {
+    tree: &'a sled::Tree,
+    pending: &'a BTreeMap<Revision, Option<Record>>,
+}
+
+impl Backend for PendingBackend<'_> {
+    fn get(&self, rev: Revision) -> Result<Option<Record>> {
+        match self.pending.get(&rev) {
+            Some(r) => Ok(r.clone()),
+            None => SledBackend(self.tree).get(rev),
+        }
+    }
+
+    fn scan(&self, from_main: i64, to_main: i64) -> Result<Vec<(Revision, Record)>> {
+        let mut all: BTreeMap<Revision, Record> = SledBackend(self.tree)
+            .scan(from_main, to_main)?
+            .into_iter()
+            .collect();
+        if from_main <= to_main {
+            let from = Revision {
+                main: from_main,
+                sub: 0,
+            };
+            let to = Revision {
+                main: to_main,
+                sub: i64::MAX,
+            };
+            for (rev, rec) in self.pending.range(from..=to) {
+                match rec {
+                    Some(r) => {
+                        all.insert(*rev, r.clone());
+                    }
+                    None => {
+                        all.remove(rev);
+                    }
+                }
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
 }
 
 fn u64_of(v: &[u8]) -> Result<u64> {
@@ -143,6 +191,8 @@ impl StateMachine {
             cluster_id: 0,
             quota_bytes,
             prev_kv_watchers: Arc::new(AtomicUsize::new(0)),
+            batch: sled::Batch::default(),
+            pending: BTreeMap::new(),
         };
         sm.reload()?;
         Ok(sm)
@@ -330,6 +380,7 @@ impl StateMachine {
     fn write_changes(&mut self, batch: &mut sled::Batch, changes: &Changes) {
         for (rev, rec) in &changes.records {
             batch.insert(&rev_key(*rev)[..], rec.encode());
+            self.pending.insert(*rev, Some(rec.clone()));
         }
         for (key, from, to) in &changes.lease_moves {
             self.lessor.move_key(key, *from, *to);
@@ -337,21 +388,31 @@ impl StateMachine {
     }
 
     /// Applies a normal log entry. Returns the outcome for the waiting caller and the
-    /// events for watchers (empty when nothing changed).
+    /// events for watchers (empty when nothing changed). What it writes reaches the tree
+    /// with the next [`StateMachine::commit_applied`], which must come before anyone else
+    /// reads the state.
     pub fn apply(
         &mut self,
         index: u64,
         term: u64,
         req: Option<LogRequest>,
     ) -> Result<(ApplyResult, Vec<Event>)> {
-        let mut batch = sled::Batch::default();
-        let (result, events) = match req {
-            Some(req) => self.apply_request(&mut batch, req)?,
-            None => (Ok(Applied::Nothing), Vec::new()),
+        let mut batch = std::mem::take(&mut self.batch);
+        let applied = match req {
+            Some(req) => self.apply_request(&mut batch, req),
+            None => Ok((Ok(Applied::Nothing), Vec::new())),
         };
         self.stamp(&mut batch, index, term);
+        self.batch = batch;
+        applied
+    }
+
+    /// Writes everything applied since the last call to the tree, as one sled batch.
+    pub fn commit_applied(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        self.pending.clear();
         self.tree.apply_batch(batch)?;
-        Ok((result, events))
+        Ok(())
     }
 
     fn apply_request(
@@ -420,9 +481,12 @@ impl StateMachine {
         batch: &mut sled::Batch,
         origin: u64,
         enforce_quota: bool,
-        f: impl FnOnce(&mut crate::mvcc::WriteTxn<'_, SledBackend<'_>>) -> Result<Applied>,
+        f: impl FnOnce(&mut crate::mvcc::WriteTxn<'_, PendingBackend<'_>>) -> Result<Applied>,
     ) -> Result<(Applied, Vec<Event>)> {
-        let backend = SledBackend(&self.tree);
+        let backend = PendingBackend {
+            tree: &self.tree,
+            pending: &self.pending,
+        };
         let lessor = &self.lessor;
         let lease_exists = |id: i64| lessor.contains(id);
         let prev_kv = self.prev_kv_watchers.load(Ordering::Acquire) > 0;
@@ -466,10 +530,15 @@ impl StateMachine {
         };
         let mut freed = 0;
         for r in compaction.removed {
-            if let Some(v) = self.tree.get(rev_key(r))? {
-                freed += Record::decode(&v)?.cost();
+            let backend = PendingBackend {
+                tree: &self.tree,
+                pending: &self.pending,
+            };
+            if let Some(rec) = backend.get(r)? {
+                freed += rec.cost();
             }
             batch.remove(&rev_key(r)[..]);
+            self.pending.insert(r, None);
         }
         self.mvcc.release(freed);
         Ok((Ok(Applied::Compacted), Vec::new()))
@@ -480,7 +549,10 @@ impl StateMachine {
             return Err(Error::LeaseNotFound);
         };
         // All of the lease's keys go in one revision, as etcd does.
-        let backend = SledBackend(&self.tree);
+        let backend = PendingBackend {
+            tree: &self.tree,
+            pending: &self.pending,
+        };
         let lease_exists = |_| true;
         let prev_kv = self.prev_kv_watchers.load(Ordering::Acquire) > 0;
         let mut w = self
@@ -554,7 +626,9 @@ impl StateMachine {
         removed: Option<u64>,
         conf_state: ConfState,
     ) -> Result<Vec<Member>> {
-        let mut batch = sled::Batch::default();
+        // Joins the entries applied before it, so the tree sees them in log order.
+        let mut batch = std::mem::take(&mut self.batch);
+        self.pending.clear();
         if let Some(m) = added {
             batch.insert(member_key(m.id), m.encode_to_vec());
             self.members.insert(m.id, m);
@@ -619,6 +693,9 @@ impl StateMachine {
         term: u64,
         conf_state: &ConfState,
     ) -> Result<()> {
+        // The snapshot replaces the whole state, uncommitted applies included.
+        self.batch = sled::Batch::default();
+        self.pending.clear();
         let mut batch = sled::Batch::default();
         for item in self.tree.iter() {
             let (k, _) = item?;
