@@ -154,22 +154,33 @@ impl NodeHandle {
     }
 
     /// Proposes a record and waits until it is applied (or `timeout`).
+    ///
+    /// Without a known leader Raft drops a proposal before it is in any log, so it is
+    /// safe to ask again: a request arriving during an election waits for its outcome
+    /// (as in etcd) instead of failing at once.
     pub async fn propose(
         &self,
         request: log_request::Request,
         timeout: Duration,
     ) -> Result<Applied> {
-        let req = LogRequest {
-            id: self.request_id(),
-            request: Some(request),
-            origin: self.shared.id,
-        };
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Propose(req, tx))?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => Err(Error::Timeout),
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let req = LogRequest {
+                id: self.request_id(),
+                request: Some(request.clone()),
+                origin: self.shared.id,
+            };
+            let (tx, rx) = oneshot::channel();
+            self.send(Command::Propose(req, tx))?;
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Err(Error::NoLeader))) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Ok(result)) => return result,
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) if self.shared.leader().is_none() => return Err(Error::NoLeader),
+                Err(_) => return Err(Error::Timeout),
+            }
         }
     }
 
