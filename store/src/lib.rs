@@ -114,6 +114,7 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
         opts,
     )?;
     transport.attach(handle.clone());
+    node::watch_flushes(shared.clone());
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn({

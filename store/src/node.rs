@@ -53,6 +53,8 @@ pub struct RaftStatus {
     pub commit: AtomicU64,
     /// Whether the member stopped (removed, or a fatal error).
     pub stopped: AtomicBool,
+    /// When the flush under way started (ms since the member started, plus one; 0: none).
+    pub flush_started_ms: AtomicU64,
 }
 
 /// State shared between the Raft thread and the servers.
@@ -110,6 +112,39 @@ impl Shared {
         self.stop.notify_waiters();
         self.stop.notify_one();
     }
+}
+
+/// Milliseconds since this process first asked (a monotonic clock for the watchdog).
+pub fn since_start_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// How long a storage flush may take before the member gives up on its disk.
+pub const FLUSH_STALL: Duration = Duration::from_secs(30);
+
+/// Stops the process when a flush never returns. sled 0.34 can wait forever in `flush`
+/// after the disk filled up; nothing unflushed was acknowledged, so exiting loses nothing,
+/// while hanging would leave a member that answers but never commits.
+pub fn watch_flushes(shared: Arc<Shared>) {
+    let _ = since_start_ms();
+    std::thread::Builder::new()
+        .name("flush-watchdog".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let started = shared.raft.flush_started_ms.load(Ordering::Acquire);
+            if started != 0 && since_start_ms() + 1 - started > FLUSH_STALL.as_millis() as u64 {
+                error!("storage flush stalled");
+                eprintln!(
+                    "skiff: storage: writing to the data directory has not completed for {} s \
+                     (is the disk full or failing?); the member stops. Free disk space or fix \
+                     the disk, then restart it: nothing unwritten was acknowledged",
+                    FLUSH_STALL.as_secs()
+                );
+                std::process::exit(1);
+            }
+        })
+        .ok();
 }
 
 /// A request to the Raft thread.
@@ -592,7 +627,16 @@ impl Node {
         }
         if dirty {
             let t = Instant::now();
-            self.db.flush()?;
+            self.shared
+                .raft
+                .flush_started_ms
+                .store(crate::node::since_start_ms() + 1, Ordering::Release);
+            let flushed = self.db.flush();
+            self.shared
+                .raft
+                .flush_started_ms
+                .store(0, Ordering::Release);
+            flushed?;
             tracing::debug!(
                 entries = ready.entries().len(),
                 flush_us = t.elapsed().as_micros() as u64,

@@ -285,11 +285,6 @@ impl Drop for Tmpfs {
     }
 }
 
-// Ignored in `make test`: alone it passes, but with the rest of the suite running beside
-// it sled 0.34 sometimes never returns from `flush` after ENOSPC (its flusher waits on a
-// condition variable nobody signals), so the member hangs instead of stopping. Run it with
-// `cargo nextest run --run-ignored only -E 'test(full_disk)'`.
-#[ignore = "sled can hang in flush after ENOSPC when the machine is busy"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -340,7 +335,9 @@ async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Re
     let status = match exited {
         Some(s) => s,
         None => {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            // sled can stall in flush after ENOSPC; the member's watchdog stops it after
+            // 30 s, so allow for that.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
                 if let Some(s) = child.try_wait()? {
                     break s;
@@ -360,10 +357,10 @@ async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Re
     let err = std::fs::read_to_string(&log)?;
     assert!(!status.success());
     assert!(!err.contains("panicked"), "{err}");
-    assert!(
-        err.contains("No space left on device") && err.contains("free disk space"),
-        "{err}"
-    );
+    // Either sled reported the error, or the member's watchdog caught a stalled flush.
+    let named = (err.contains("No space left on device") && err.contains("free disk space"))
+        || (err.contains("has not completed") && err.contains("Free disk space"));
+    assert!(named, "{err}");
     // Make room and start again: everything acknowledged is there, and writes work.
     let grown = Command::new("mount")
         .args(["-o", "remount,size=64m"])
