@@ -1,0 +1,7 @@
+//! Kubernetes API object logic over k8s-openapi types: which resources exist, where they
+//! are stored, how they are validated, defaulted, selected, patched and shown as tables.
+//! Pure functions only; the apiserver does the I/O.
+
+pub mod patch;
+pub mod selector;
+pub mod table;

@@ -1,0 +1,1 @@
+//! skiff apiserver: Kubernetes REST over an etcd v3 store.

@@ -1,0 +1,1 @@
+//! skiff client: typed REST, watcher, reflector cache, controller runner, leader election.
