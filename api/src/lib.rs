@@ -2,6 +2,11 @@
 //! are stored, how they are validated, defaulted, selected, patched and shown as tables.
 //! Pure functions only; the apiserver does the I/O.
 
+pub mod defaults;
 pub mod patch;
+pub mod resource;
 pub mod selector;
 pub mod table;
+pub mod validation;
+
+pub use resource::{ResourceType, Subresource, RESOURCES};
