@@ -1,1 +1,464 @@
-//! skiff apiserver: Kubernetes REST over an etcd v3 store.
+//! skiff apiserver: Kubernetes REST over an etcd v3 store. Stateless: every request
+//! reads and writes the store, so several apiservers can serve one store.
+
+pub mod admission;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod objects;
+pub mod request;
+pub mod storage;
+pub mod watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+use skiff_api::table::IncludeObject;
+use skiff_api::{ResourceType, Subresource};
+
+pub use admission::Ipv4Range;
+pub use error::{Error, Result};
+use request::{Query, Target};
+use storage::Storage;
+
+/// Kubernetes' limit on a request body.
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
+/// The apiserver's configuration (flags in Kubernetes' names).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--etcd-servers`: the store's client URLs.
+    pub etcd_servers: Vec<String>,
+    /// `--bind-address` and `--secure-port`.
+    pub listen: SocketAddr,
+    /// `--service-cluster-ip-range`.
+    pub service_cluster_ip_range: Ipv4Range,
+}
+
+/// The shared state of all requests.
+pub struct Server {
+    /// The store.
+    pub storage: Storage,
+    /// Where Service clusterIPs come from.
+    pub service_range: Ipv4Range,
+    /// Request counters and latencies.
+    pub metrics: metrics::Metrics,
+    /// The address clients reach this server at (for `/api`).
+    pub advertise: String,
+}
+
+/// The namespaces Kubernetes creates at start.
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Runs the apiserver until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let storage = Storage::connect(&config.etcd_servers).await?;
+    let server = Arc::new(Server {
+        storage,
+        service_range: config.service_cluster_ip_range,
+        metrics: metrics::Metrics::default(),
+        advertise: config.listen.to_string(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    bootstrap(&server).await?;
+    tracing::info!(listen = %config.listen, etcd = ?config.etcd_servers, "apiserver serving");
+    axum::serve(listener, router(server))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Serve)
+}
+
+/// The whole HTTP surface.
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new().fallback(serve).with_state(server)
+}
+
+/// Creates the system namespaces and the `kubernetes` Service if they are missing; every
+/// apiserver does this at start and the store's create-if-absent makes it safe.
+async fn bootstrap(server: &Arc<Server>) -> Result<()> {
+    let ns_target = |name: Option<&str>| Target {
+        rt: ResourceType::lookup("", "v1", "namespaces").expect("namespaces are served"),
+        namespace: None,
+        name: name.map(str::to_string),
+        subresource: None,
+    };
+    let q = Query::default();
+    for ns in SYSTEM_NAMESPACES {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match server.create(&ns_target(None), &q, body).await {
+            Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+            Err(e) if e.to_status().code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let svc_target = Target {
+        rt: ResourceType::lookup("", "v1", "services").expect("services are served"),
+        namespace: Some("default".into()),
+        name: None,
+        subresource: None,
+    };
+    let body = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": server.service_range.nth(1).to_string(),
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+    });
+    match server.create(&svc_target, &q, body).await {
+        Ok(_) | Err(Error::Status(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the client accepts back.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("as=Table"))
+}
+
+fn include_object(q: &Query) -> Result<IncludeObject> {
+    match q.get("includeObject") {
+        None | Some("") | Some("Metadata") => Ok(IncludeObject::Metadata),
+        Some("Object") => Ok(IncludeObject::Object),
+        Some("None") => Ok(IncludeObject::None),
+        Some(other) => Err(Error::bad_request(format!(
+            "includeObject must be one of None, Metadata, Object (got {other:?})"
+        ))),
+    }
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    (
+        code,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn text(body: &'static str) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Every request: routes it, answers errors as Status objects, and records metrics.
+async fn serve(State(server): State<Arc<Server>>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (verb, resource, response) = match route(&server, req).await {
+        Ok((verb, resource, response)) => (verb, resource, response),
+        Err((verb, resource, e)) => (verb, resource, e.into_response()),
+    };
+    let code = response.status().as_u16();
+    server
+        .metrics
+        .observe(verb, &resource, code, started.elapsed());
+    tracing::debug!(%method, %path, code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+type Routed = std::result::Result<(&'static str, String, Response), (&'static str, String, Error)>;
+
+async fn route(server: &Arc<Server>, req: Request) -> Routed {
+    let method = req.method().clone();
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let query = Query::parse(req.uri().query());
+    let headers = req.headers().clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let fixed = |body: Value| Ok(("get", String::new(), json_response(200, &body)));
+    match segments.as_slice() {
+        ["version"] => return fixed(discovery::version()),
+        ["api"] => return fixed(discovery::core_versions(&server.advertise)),
+        ["apis"] => return fixed(discovery::groups()),
+        ["api", version] => {
+            if let Some(v) = discovery::resource_list("", version) {
+                return fixed(v);
+            }
+        }
+        ["apis", group] => {
+            if let Some(v) = discovery::group(group) {
+                return fixed(v);
+            }
+        }
+        ["apis", group, version] => {
+            if let Some(v) = discovery::resource_list(group, version) {
+                return fixed(v);
+            }
+        }
+        ["healthz"] | ["livez"] => return Ok(("get", String::new(), text("ok"))),
+        ["readyz"] => {
+            return match server.storage.ping().await {
+                Ok(()) => Ok(("get", String::new(), text("ok"))),
+                Err(e) => Ok((
+                    "get",
+                    String::new(),
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("[-]etcd failed: {e}\nreadyz check failed\n"),
+                    )
+                        .into_response(),
+                )),
+            }
+        }
+        ["metrics"] => {
+            return Ok((
+                "get",
+                String::new(),
+                (
+                    StatusCode::OK,
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    server.metrics.render(),
+                )
+                    .into_response(),
+            ))
+        }
+        _ => {}
+    }
+    let target = request::parse_path(&path).map_err(|e| ("unknown", String::new(), e))?;
+    let resource = match target.subresource {
+        Some(sub) => format!("{}/{}", target.rt.plural, sub.name()),
+        None => target.rt.plural.to_string(),
+    };
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return Err(("unknown", resource, e)),
+    };
+    let verb = verb_of(&method, &target, &query);
+    match resource_request(
+        server,
+        &method,
+        target,
+        &query,
+        &headers,
+        &content_type,
+        &body,
+    )
+    .await
+    {
+        Ok(r) => Ok((verb, resource, r)),
+        Err(e) => Err((verb, resource, e)),
+    }
+}
+
+async fn read_body(req: Request) -> Result<Bytes> {
+    let limited = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES + 1).await;
+    match limited {
+        Ok(b) if b.len() > MAX_REQUEST_BYTES => Err(Error::too_large(MAX_REQUEST_BYTES)),
+        Ok(b) => Ok(b),
+        Err(_) => Err(Error::too_large(MAX_REQUEST_BYTES)),
+    }
+}
+
+fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+    match (method.as_str(), t.name.is_some()) {
+        ("GET", false) if q.flag("watch") => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", false) => "deletecollection",
+        ("DELETE", true) => "delete",
+        _ => "unknown",
+    }
+}
+
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let value = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().append("warning", v);
+        }
+    }
+    response
+}
+
+fn list_json(rt: &ResourceType, listed: handlers::Listed) -> Value {
+    let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
+    if let Some(c) = listed.continue_token {
+        metadata["continue"] = json!(c);
+    }
+    if let Some(r) = listed.remaining {
+        metadata["remainingItemCount"] = json!(r);
+    }
+    json!({
+        "kind": rt.list_kind,
+        "apiVersion": rt.api_version,
+        "metadata": metadata,
+        "items": listed.items,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource_request(
+    server: &Arc<Server>,
+    method: &Method,
+    t: Target,
+    q: &Query,
+    headers: &HeaderMap,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Response> {
+    let rt = t.rt;
+    let table = wants_table(headers);
+    if rt.namespaced
+        && t.namespace.is_none()
+        && !(method == Method::GET || (method == Method::DELETE && t.name.is_none()))
+    {
+        return Err(Error::bad_request(format!(
+            "{} are namespaced: this request needs a namespace (/namespaces/<namespace>/{})",
+            rt.plural, rt.plural
+        )));
+    }
+    if rt.namespaced && t.namespace.is_none() && t.name.is_some() {
+        return Err(Error::no_route(&format!(
+            "{}/{}",
+            rt.plural,
+            t.name.as_deref().unwrap_or("")
+        )));
+    }
+    let now = jiff::Timestamp::now();
+    let parse = |body: &[u8]| objects::parse_body(body, content_type);
+    match (t.subresource, method.as_str(), t.name.is_some()) {
+        (None, "GET", false) if q.flag("watch") => {
+            let render = if table {
+                watch::Render::Table(include_object(q)?)
+            } else {
+                watch::Render::Object
+            };
+            watch::watch(server.clone(), t, q, render).await
+        }
+        (None, "GET", false) => {
+            let listed = server.list(&t, q).await?;
+            if table {
+                let mut tbl =
+                    skiff_api::table::table(rt.kind, &listed.items, now, include_object(q)?);
+                tbl["metadata"]["resourceVersion"] = json!(listed.revision.to_string());
+                if let Some(c) = &listed.continue_token {
+                    tbl["metadata"]["continue"] = json!(c);
+                }
+                Ok(json_response(200, &tbl))
+            } else {
+                Ok(json_response(200, &list_json(rt, listed)))
+            }
+        }
+        (None, "GET", true) => {
+            let obj = server.get(&t).await?;
+            if table {
+                let mut tbl = skiff_api::table::table(
+                    rt.kind,
+                    std::slice::from_ref(&obj),
+                    now,
+                    include_object(q)?,
+                );
+                tbl["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
+                Ok(json_response(200, &tbl))
+            } else {
+                Ok(json_response(200, &obj))
+            }
+        }
+        (None, "POST", false) => {
+            let w = server.create(&t, q, parse(body)?).await?;
+            Ok(with_warnings(json_response(w.code, &w.object), &w.warnings))
+        }
+        (None | Some(Subresource::Status), "PUT", true) => {
+            let w = server.update(&t, q, parse(body)?).await?;
+            Ok(with_warnings(json_response(w.code, &w.object), &w.warnings))
+        }
+        (Some(Subresource::Finalize), "PUT", true) => {
+            let w = server.update(&t, q, parse(body)?).await?;
+            Ok(json_response(w.code, &w.object))
+        }
+        (None | Some(Subresource::Status), "PATCH", true) => {
+            let w = server.patch(&t, q, content_type, body).await?;
+            Ok(with_warnings(json_response(w.code, &w.object), &w.warnings))
+        }
+        (None, "DELETE", true) => {
+            let w = server.delete(&t, q, body).await?;
+            Ok(json_response(w.code, &w.object))
+        }
+        (None, "DELETE", false) => {
+            let v = server.delete_collection(&t, q, body).await?;
+            Ok(json_response(200, &v))
+        }
+        (Some(Subresource::Status), "GET", true) => Ok(json_response(200, &server.get(&t).await?)),
+        (Some(Subresource::Scale), "GET", true) => {
+            Ok(json_response(200, &server.get_scale(&t).await?))
+        }
+        (Some(Subresource::Scale), "PUT", true) => {
+            let w = server.update_scale(&t, q, None, body).await?;
+            Ok(json_response(200, &w.object))
+        }
+        (Some(Subresource::Scale), "PATCH", true) => {
+            let w = server.update_scale(&t, q, Some(content_type), body).await?;
+            Ok(json_response(200, &w.object))
+        }
+        (Some(Subresource::Binding), "POST", true) => {
+            Ok(json_response(201, &server.bind(&t, parse(body)?).await?))
+        }
+        (Some(Subresource::Eviction), "POST", true) => {
+            Ok(json_response(201, &server.evict(&t, q, body).await?))
+        }
+        (
+            Some(sub @ (Subresource::Log | Subresource::Exec | Subresource::PortForward)),
+            _,
+            true,
+        ) => {
+            let pod = server.get(&t).await?;
+            let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+            if node.is_empty() {
+                return Err(Error::bad_request(format!(
+                    "pod {} does not have a host assigned",
+                    t.name.as_deref().unwrap_or("")
+                )));
+            }
+            Err(Error::unavailable(format!(
+                "pods/{} is served by the kubelet of node {node}, and this apiserver does not proxy to kubelets yet (it comes with skiff's kubelet)",
+                sub.name()
+            )))
+        }
+        (sub, m, _) => Err(Error::method_not_allowed(
+            m,
+            &match sub {
+                Some(s) => format!("{}/{}", rt.plural, s.name()),
+                None => rt.plural.to_string(),
+            },
+        )),
+    }
+}

@@ -24,6 +24,76 @@ struct Cli {
 enum Daemon {
     /// The store: an etcd v3-compatible, Raft-replicated key-value store.
     Store(StoreFlags),
+    /// The API server: Kubernetes REST over the store.
+    Apiserver(ApiserverFlags),
+}
+
+/// kube-apiserver's flags, with its names and defaults.
+#[derive(Args)]
+struct ApiserverFlags {
+    /// The store's client URLs, comma-separated.
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    etcd_servers: String,
+    /// The IP address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// The port to serve on (plain HTTP until TLS lands).
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// A CIDR range of IPs to assign Service cluster IPs from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// TLS serving certificate (not supported yet).
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// TLS serving key (not supported yet).
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// CA for client certificates (not supported yet).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+}
+
+impl ApiserverFlags {
+    fn into_config(self) -> Result<skiff_apiserver::Config, skiff_apiserver::Error> {
+        if self.tls_cert_file.is_some()
+            || self.tls_private_key_file.is_some()
+            || self.client_ca_file.is_some()
+        {
+            return Err(skiff_apiserver::Error::Config(
+                "--tls-cert-file, --tls-private-key-file and --client-ca-file are not supported yet: skiff's apiserver serves plain HTTP without authentication for now; leave them out and keep it on a trusted network".into(),
+            ));
+        }
+        let etcd_servers: Vec<String> = self
+            .etcd_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if etcd_servers.is_empty() {
+            return Err(skiff_apiserver::Error::Config(
+                "--etcd-servers is empty: give the store's client URLs, e.g. http://127.0.0.1:2379"
+                    .into(),
+            ));
+        }
+        for url in &etcd_servers {
+            if !url.starts_with("http://") {
+                return Err(skiff_apiserver::Error::Config(format!(
+                    "--etcd-servers: {url:?} must be an http:// URL such as http://127.0.0.1:2379 (TLS to the store is not supported yet)"
+                )));
+            }
+        }
+        let range =
+            skiff_apiserver::Ipv4Range::parse(&self.service_cluster_ip_range).map_err(|e| {
+                skiff_apiserver::Error::Config(format!("--service-cluster-ip-range: {e}"))
+            })?;
+        Ok(skiff_apiserver::Config {
+            etcd_servers,
+            listen: std::net::SocketAddr::new(self.bind_address, self.secure_port),
+            service_cluster_ip_range: range,
+        })
+    }
 }
 
 /// etcd's flags, with etcd's names and defaults.
@@ -144,8 +214,16 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.daemon {
             Daemon::Store(flags) => {
-                let config = flags.into_config()?;
-                skiff_store::run(config, shutdown_signal()).await
+                let config = flags.into_config().map_err(|e| e.to_string())?;
+                skiff_store::run(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Daemon::Apiserver(flags) => {
+                let config = flags.into_config().map_err(|e| e.to_string())?;
+                skiff_apiserver::run(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     });

@@ -395,13 +395,7 @@ impl Cluster {
             program.display(),
             args.join(" ")
         )?;
-        let mut cmd = if Path::new(SETPRIV).is_file() {
-            let mut cmd = Command::new(SETPRIV);
-            cmd.arg("--pdeathsig").arg("KILL").arg("--").arg(&program);
-            cmd
-        } else {
-            Command::new(&program)
-        };
+        let mut cmd = dying_with_parent(&program);
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -751,15 +745,27 @@ impl Drop for Cluster {
 
 const SETPRIV: &str = "/usr/bin/setpriv";
 
+/// A command that runs `program` and dies with the process that spawned it.
+pub fn dying_with_parent(program: &Path) -> Command {
+    if Path::new(SETPRIV).is_file() {
+        let mut cmd = Command::new(SETPRIV);
+        cmd.arg("--pdeathsig").arg("KILL").arg("--").arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
 /// Spawns children from one long-lived thread: a child's parent-death signal fires
 /// when the thread that forked it exits, and test runtimes' threads come and go.
-struct Spawner {
+pub struct Spawner {
     requests: Option<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Spawner {
-    fn new() -> Result<Spawner> {
+    /// Starts the spawner thread.
+    pub fn new() -> Result<Spawner> {
         let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
         let thread = thread::Builder::new()
             .name("cluster-spawner".into())
@@ -775,7 +781,8 @@ impl Spawner {
         })
     }
 
-    fn spawn(&self, cmd: Command) -> Result<Child> {
+    /// Spawns `cmd` from the spawner thread.
+    pub fn spawn(&self, cmd: Command) -> Result<Child> {
         let (tx, rx) = mpsc::channel();
         self.requests
             .as_ref()
@@ -979,7 +986,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of a log file.
+pub fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return format!("(no log at {})", path.display());
     };

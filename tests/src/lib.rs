@@ -8,6 +8,7 @@
 //! - [`linearizability`]: check a recorded history (Wing–Gong with memoization, per key).
 
 pub mod cluster;
+pub mod control_plane;
 pub mod history;
 pub mod linearizability;
 pub mod workload;
