@@ -92,8 +92,10 @@ pub enum PatchError {
 pub fn apply_json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
     let operations: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::InvalidJsonPatch(e.to_string()))?;
+    // Work on a copy and drop it on failure instead of letting the crate undo its steps:
+    // json-patch 5.0's undo panics when an operation moved a value to the root.
     let mut patched = doc.clone();
-    json_patch::patch(&mut patched, &operations)
+    json_patch::patch_unsafe(&mut patched, &operations)
         .map_err(|e| PatchError::JsonPatch(e.to_string()))?;
     Ok(patched)
 }
