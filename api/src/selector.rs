@@ -826,6 +826,9 @@ impl fmt::Display for FieldRequirement {
 }
 
 /// A field selector: the AND of its terms; with none it selects everything.
+///
+/// Values are escaped when printed; field paths are printed as given, as Kubernetes does,
+/// so a selector prints back to an equal one unless a path holds `,` or `=` or ends in `!`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FieldSelector {
     requirements: Vec<FieldRequirement>,
