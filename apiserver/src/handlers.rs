@@ -91,16 +91,13 @@ impl Selectors {
                 let f = FieldSelector::parse(s).map_err(|e| {
                     Error::bad_request(format!("invalid field selector {s:?}: {e}"))
                 })?;
-                for path in f.fields() {
-                    let known = path == "metadata.name"
-                        || (path == "metadata.namespace" && rt.namespaced)
-                        || selectable_fields(rt.kind).contains(&path);
-                    if !known {
-                        return Err(Error::bad_request(format!(
-                            "field label not supported: {path}"
-                        )));
-                    }
+                let mut supported = vec!["metadata.name"];
+                if rt.namespaced {
+                    supported.push("metadata.namespace");
                 }
+                supported.extend_from_slice(selectable_fields(rt.kind));
+                f.check_fields(&supported)
+                    .map_err(|e| Error::bad_request(e.to_string()))?;
                 Some(f)
             }
         };
@@ -115,8 +112,7 @@ impl Selectors {
             }
         }
         if let Some(f) = &self.field {
-            let get = |path: &str| field_value(obj, path);
-            if !f.matches(&get) {
+            if !f.matches(|path: &str| field_value(obj, path)) {
                 return false;
             }
         }

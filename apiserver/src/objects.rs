@@ -79,11 +79,18 @@ pub fn rfc3339_in(secs: i64) -> String {
         .unwrap_or_else(|_| now_rfc3339())
 }
 
-/// Value of a dotted field path, as a string for field selectors ("" when missing).
+/// Value of a dotted field path, as a string for field selectors. Boolean fields that
+/// are left out compare as "false", as their Go zero value does in Kubernetes.
 pub fn field_value(obj: &Value, path: &str) -> Option<String> {
     let mut cur = obj;
     for part in path.split('.') {
-        cur = cur.get(part)?;
+        match cur.get(part) {
+            Some(next) => cur = next,
+            None if matches!(path, "spec.unschedulable" | "spec.hostNetwork") => {
+                return Some("false".into())
+            }
+            None => return None,
+        }
     }
     match cur {
         Value::String(s) => Some(s.clone()),
