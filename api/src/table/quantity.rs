@@ -25,10 +25,9 @@ struct Quantity {
 /// The canonical string of a quantity; a string Kubernetes could not have parsed is
 /// returned unchanged rather than failing the whole table.
 pub(super) fn canonical(s: &str) -> String {
-    match parse(s) {
-        Some(q) => q.to_canonical(),
-        None => s.to_string(),
-    }
+    parse(s)
+        .and_then(Quantity::to_canonical)
+        .unwrap_or_else(|| s.to_string())
 }
 
 fn parse(s: &str) -> Option<Quantity> {
@@ -145,9 +144,11 @@ impl Quantity {
         }
     }
 
-    fn to_canonical(self) -> String {
+    /// `None` only for values too large for the arithmetic here (far beyond int64,
+    /// where Kubernetes caps quantities anyway).
+    fn to_canonical(self) -> Option<String> {
         if self.mantissa == 0 {
-            return "0".to_string();
+            return Some("0".to_string());
         }
         let mut format = self.format;
         let mut whole = None;
@@ -170,7 +171,7 @@ impl Quantity {
                     exp += 1;
                 }
                 let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][exp];
-                format!("{n}{suffix}")
+                Some(format!("{n}{suffix}"))
             }
             _ => {
                 let (mut n, mut exp) = (self.mantissa, self.scale);
@@ -179,18 +180,10 @@ impl Quantity {
                     exp += 1;
                 }
                 // Decimal suffixes step by thousands.
-                match exp.rem_euclid(3) {
-                    1 => {
-                        n *= 10;
-                        exp -= 1;
-                    }
-                    2 => {
-                        n *= 100;
-                        exp -= 2;
-                    }
-                    _ => {}
-                }
-                format!("{n}{}", decimal_suffix(exp, format))
+                let shift = exp.rem_euclid(3);
+                n = n.checked_mul(10i128.pow(shift.unsigned_abs()))?;
+                exp -= shift;
+                Some(format!("{n}{}", decimal_suffix(exp, format)))
             }
         }
     }
@@ -225,6 +218,23 @@ fn decimal_suffix(exp: i32, format: Format) -> String {
 #[cfg(test)]
 mod tests {
     use super::canonical;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn canonical_never_panics(
+            s in r"[+-]?[0-9]{0,40}(\.[0-9]{0,40})?(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]{1,3})?"
+        ) {
+            let out = canonical(&s);
+            prop_assert!(out == s || !out.is_empty());
+        }
+
+        #[test]
+        fn canonical_is_idempotent(mantissa in 0i64..1_000_000, suffix in "(m|k|M|G|Ki|Mi|Gi|Ti)?") {
+            let once = canonical(&format!("{mantissa}{suffix}"));
+            prop_assert_eq!(canonical(&once), once.clone());
+        }
+    }
 
     #[test]
     fn quantities_print_in_canonical_form() {
