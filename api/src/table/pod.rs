@@ -38,7 +38,8 @@ const NODE_LOST: &str = "NodeLost";
 pub(super) fn cells(pod: &Value, now: Timestamp) -> Vec<Value> {
     let summary = summarize(pod, now);
     let ip = match str_at(pod, &["status", "podIP"]) {
-        // Kubernetes' decoder makes podIP authoritative; podIPs is its fallback.
+        // podIP wins when the two disagree, as in Kubernetes' conversion; a pod that
+        // has only podIPs still shows its address.
         "" => array_at(pod, &["status", "podIPs"])
             .first()
             .map_or("", |first| str_at(first, &["ip"])),
