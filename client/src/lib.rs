@@ -1,1 +1,18 @@
-//! skiff client: typed REST, watcher, reflector cache, controller runner, leader election.
+//! skiff's Kubernetes client: typed REST, watcher, reflector cache, controller runner,
+//! and Lease-based leader election.
+pub mod api;
+pub mod client;
+pub mod error;
+pub mod kubeconfig;
+pub mod object;
+pub mod params;
+pub mod watch;
+
+pub use api::{Api, ApiResource, Deleted};
+pub use client::{Client, Config};
+pub use error::{Error, Result};
+pub use object::{ObjectList, ObjectRef, ResourceExt};
+pub use params::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchParams,
+};
+pub use watch::{Bookmark, WatchEvent};
