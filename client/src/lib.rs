@@ -1,12 +1,15 @@
 //! skiff's Kubernetes client: typed REST, watcher, reflector cache, controller runner,
 //! and Lease-based leader election.
 pub mod api;
+pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod kubeconfig;
 pub mod object;
 pub mod params;
+pub mod reflector;
 pub mod watch;
+pub mod watcher;
 
 pub use api::{Api, ApiResource, Deleted};
 pub use client::{Client, Config};
@@ -16,3 +19,9 @@ pub use params::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchParams,
 };
 pub use watch::{Bookmark, WatchEvent};
+pub use watcher::watcher;
+
+#[cfg(test)]
+mod http_tests;
+#[cfg(test)]
+mod testserver;

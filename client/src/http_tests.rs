@@ -1,0 +1,329 @@
+//! Requests and answers over real HTTP against the scripted test server.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::testserver::{Response, TestServer};
+use crate::watcher::{self, Event};
+use crate::*;
+
+fn pod_json(name: &str, rv: &str) -> serde_json::Value {
+    json!({"kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}})
+}
+
+fn pod(name: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            ..ObjectMeta::default()
+        },
+        ..Pod::default()
+    }
+}
+
+#[tokio::test]
+async fn rest_calls_use_the_right_methods_paths_and_bodies() {
+    let server = TestServer::start(|req| match (req.method.as_str(), req.path()) {
+        ("GET", "/api/v1/namespaces/ns/pods/a") => Response::json(200, pod_json("a", "1")),
+        ("GET", "/api/v1/namespaces/ns/pods/missing") => {
+            Response::status(404, "NotFound", "pods \"missing\" not found")
+        }
+        ("GET", "/api/v1/namespaces/ns/pods") => Response::json(
+            200,
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "7", "continue": "c1"},
+                "items": [{"metadata": {"name": "a"}}]}),
+        ),
+        ("POST", "/api/v1/namespaces/ns/pods") => Response::Full(201, req.body.clone()),
+        ("PATCH", "/api/v1/namespaces/ns/pods/a/status") => Response::json(200, pod_json("a", "2")),
+        ("DELETE", "/api/v1/namespaces/ns/pods/a") => {
+            Response::json(200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))
+        }
+        ("DELETE", "/api/v1/namespaces/ns/pods/b") => Response::json(200, pod_json("b", "3")),
+        ("POST", "/api/v1/namespaces/ns/pods/a/binding") => {
+            Response::json(201, json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}))
+        }
+        _ => Response::Full(404, b"404 page not found".to_vec()),
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(Client::new(&server.url).unwrap(), "ns");
+
+    assert_eq!(
+        pods.get("a")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .as_deref(),
+        Some("1")
+    );
+    assert!(pods.get_opt("missing").await.unwrap().is_none());
+    let err = pods.get("missing").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    let list = pods
+        .list(&ListParams::default().labels("app=web").limit(1))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.metadata.continue_.as_deref(), Some("c1"));
+
+    let created = pods
+        .create(
+            &PostParams {
+                field_manager: Some("t".into()),
+                ..PostParams::default()
+            },
+            &pod("new"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.name.as_deref(), Some("new"));
+
+    let patch = Patch::Merge(json!({"status": {"phase": "Running"}}));
+    pods.patch_status("a", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        pods.delete("a", &DeleteParams::immediate()).await.unwrap(),
+        Deleted::Status(_)
+    ));
+    let deleted = pods.delete("b", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        deleted.object().unwrap().metadata.name.as_deref(),
+        Some("b")
+    );
+
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "a"},
+        "target": {"kind": "Node", "name": "n1"}});
+    let status: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = pods
+        .create_subresource("a", "binding", &PostParams::default(), &binding)
+        .await
+        .unwrap();
+    assert_eq!(status.status.as_deref(), Some("Success"));
+
+    // An unknown path answered with plain text still becomes a NotFound error.
+    let err = pods.get_scale("a").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    let reqs = server.requests();
+    let list_req = &reqs[3];
+    assert_eq!(list_req.query("labelSelector").as_deref(), Some("app=web"));
+    assert_eq!(list_req.query("limit").as_deref(), Some("1"));
+    let create_req = &reqs[4];
+    assert_eq!(create_req.query("fieldManager").as_deref(), Some("t"));
+    assert_eq!(create_req.header("content-type"), Some("application/json"));
+    assert_eq!(create_req.json()["metadata"]["name"], "new");
+    assert_eq!(create_req.json()["kind"], "Pod");
+    let patch_req = &reqs[5];
+    assert_eq!(
+        patch_req.header("content-type"),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(patch_req.json(), json!({"status": {"phase": "Running"}}));
+    let delete_req = &reqs[6];
+    assert_eq!(delete_req.json(), json!({"gracePeriodSeconds": 0}));
+}
+
+#[tokio::test]
+async fn watch_requests_carry_version_and_bookmarks() {
+    let server = TestServer::start(|_| {
+        Response::events(&[
+            json!({"type": "ADDED", "object": pod_json("a", "5")}),
+            json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "code": 410, "reason": "Expired", "message": "too old"}}),
+        ])
+    })
+    .await;
+    let pods: Api<Pod> = Api::all(Client::new(&server.url).unwrap());
+    let events: Vec<_> = pods
+        .watch(&WatchParams::default().timeout(10), "4")
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(matches!(events[0], Ok(WatchEvent::Added(_))));
+    assert!(matches!(&events[1], Ok(WatchEvent::Error(s)) if s.code == Some(410)));
+    assert_eq!(events.len(), 2);
+    let req = &server.requests()[0];
+    assert_eq!(req.path(), "/api/v1/pods");
+    assert_eq!(req.query("watch").as_deref(), Some("true"));
+    assert_eq!(req.query("resourceVersion").as_deref(), Some("4"));
+    assert_eq!(req.query("allowWatchBookmarks").as_deref(), Some("true"));
+    assert_eq!(req.query("timeoutSeconds").as_deref(), Some("10"));
+}
+
+/// Scripted answers for the watcher: one per request, in order.
+fn scripted(
+    script: Vec<Response>,
+) -> impl Fn(&crate::testserver::Request) -> Response + Send + Sync {
+    let script = Mutex::new(script.into_iter());
+    move |_| {
+        script
+            .lock()
+            .unwrap()
+            .next()
+            .unwrap_or_else(|| Response::status(500, "InternalError", "script exhausted"))
+    }
+}
+
+async fn next<S: futures::Stream + Unpin>(s: &mut S) -> S::Item {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("watcher event in time")
+        .expect("watcher streams never end")
+}
+
+fn name(e: &Event<Pod>) -> String {
+    match e {
+        Event::Init => "Init".into(),
+        Event::InitDone => "InitDone".into(),
+        Event::InitApply(p) => format!("InitApply {}", p.metadata.name.as_deref().unwrap()),
+        Event::Apply(p) => format!("Apply {}", p.metadata.name.as_deref().unwrap()),
+        Event::Delete(p) => format!("Delete {}", p.metadata.name.as_deref().unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn watcher_pages_rewatches_from_bookmarks_and_relists_on_410() {
+    let (hold, held) = mpsc::unbounded_channel();
+    hold.send(
+        serde_json::to_vec(&json!({"type": "DELETED", "object": pod_json("d", "21")}))
+            .unwrap()
+            .into_iter()
+            .chain(*b"\n")
+            .collect(),
+    )
+    .unwrap();
+    let page = |items: Vec<serde_json::Value>, rv: &str, cont: Option<&str>| {
+        Response::json(
+            200,
+            json!({"metadata": {"resourceVersion": rv, "continue": cont}, "items": items}),
+        )
+    };
+    let server = TestServer::start(scripted(vec![
+        page(vec![pod_json("a", "1"), pod_json("b", "2")], "10", Some("t1")),
+        page(vec![pod_json("c", "3")], "10", None),
+        Response::events(&[
+            json!({"type": "ADDED", "object": pod_json("d", "11")}),
+            json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "15"}}}),
+        ]),
+        Response::events(&[json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version: 15 (18)"}})]),
+        page(vec![pod_json("d", "11")], "20", None),
+        Response::status(500, "InternalError", "etcd is sad"),
+        Response::status(410, "Gone", "too old"),
+        page(vec![pod_json("d", "11")], "20", None),
+        Response::Stream(200, held),
+    ]))
+    .await;
+
+    let pods: Api<Pod> = Api::namespaced(Client::new(&server.url).unwrap(), "ns");
+    let config = watcher::Config::default()
+        .page_size(2)
+        .labels("app=web")
+        .backoff(Duration::from_millis(10), Duration::from_millis(50));
+    let (store, writer) = reflector::store();
+    let mut events = Box::pin(reflector::reflector(writer, watcher(pods, config)));
+
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(name(&next(&mut events).await.unwrap()));
+    }
+    assert_eq!(
+        seen,
+        [
+            "Init",
+            "InitApply a",
+            "InitApply b",
+            "InitApply c",
+            "InitDone",
+            "Apply d"
+        ]
+    );
+    assert_eq!(store.len(), 4);
+
+    // The 410 ERROR event leads to a relist that replaces the cache.
+    seen.clear();
+    for _ in 0..3 {
+        seen.push(name(&next(&mut events).await.unwrap()));
+    }
+    assert_eq!(seen, ["Init", "InitApply d", "InitDone"]);
+    assert_eq!(store.len(), 1);
+
+    // A 500 on the watch is reported and retried; a 410 on the watch request relists.
+    let err = next(&mut events).await.unwrap_err();
+    assert_eq!(err.code(), Some(500));
+    seen.clear();
+    for _ in 0..4 {
+        seen.push(name(&next(&mut events).await.unwrap()));
+    }
+    assert_eq!(seen, ["Init", "InitApply d", "InitDone", "Delete d"]);
+    assert!(store.is_empty());
+
+    let reqs = server.requests();
+    let q = |i: usize, k: &str| reqs[i].query(k);
+    assert_eq!(q(0, "limit").as_deref(), Some("2"));
+    assert_eq!(q(0, "labelSelector").as_deref(), Some("app=web"));
+    assert_eq!(q(1, "continue").as_deref(), Some("t1"));
+    assert_eq!(
+        q(2, "resourceVersion").as_deref(),
+        Some("10"),
+        "watch from the list's version"
+    );
+    assert_eq!(
+        q(3, "resourceVersion").as_deref(),
+        Some("15"),
+        "re-watch from the bookmark"
+    );
+    assert_eq!(q(4, "continue"), None, "relist starts from the first page");
+    assert_eq!(q(5, "resourceVersion").as_deref(), Some("20"));
+    assert_eq!(q(6, "resourceVersion").as_deref(), Some("20"));
+    assert_eq!(q(8, "resourceVersion").as_deref(), Some("20"));
+    assert_eq!(reqs.len(), 9);
+    drop(hold);
+}
+
+#[tokio::test]
+async fn watcher_rewatches_after_a_dropped_connection() {
+    let server = TestServer::start(scripted(vec![
+        Response::json(
+            200,
+            json!({"metadata": {"resourceVersion": "1"}, "items": []}),
+        ),
+        // Cut mid-line: the partial event is an error, then the watch resumes from "2".
+        Response::Stream(200, {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut line =
+                serde_json::to_vec(&json!({"type": "ADDED", "object": pod_json("a", "2")}))
+                    .unwrap();
+            line.extend_from_slice(b"\n{\"type\":\"ADD");
+            tx.send(line).unwrap();
+            rx
+        }),
+        Response::events(&[json!({"type": "MODIFIED", "object": pod_json("a", "3")})]),
+    ]))
+    .await;
+    let pods: Api<Pod> = Api::namespaced(Client::new(&server.url).unwrap(), "ns");
+    let config =
+        watcher::Config::default().backoff(Duration::from_millis(5), Duration::from_millis(5));
+    let mut events = watcher(pods, config);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(name(&next(&mut events).await.unwrap()));
+    }
+    assert_eq!(seen, ["Init", "InitDone", "Apply a"]);
+    let err = next(&mut events).await.unwrap_err();
+    assert!(err.to_string().contains("decoding watch event"), "{err}");
+    assert_eq!(name(&next(&mut events).await.unwrap()), "Apply a");
+    assert_eq!(
+        server.requests()[2].query("resourceVersion").as_deref(),
+        Some("2")
+    );
+}
