@@ -1,6 +1,6 @@
 //! Requests and answers over real HTTP against the scripted test server.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -326,4 +326,142 @@ async fn watcher_rewatches_after_a_dropped_connection() {
         server.requests()[2].query("resourceVersion").as_deref(),
         Some("2")
     );
+}
+
+#[tokio::test]
+async fn controller_dedups_backs_off_requeues_and_stops() {
+    use crate::controller::{Action, Controller};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::collections::{HashMap, HashSet};
+
+    let (pod_events, pod_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (_cm_events, cm_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let pod_rx = Mutex::new(Some(pod_rx));
+    let cm_rx = Mutex::new(Some(cm_rx));
+    let server = TestServer::start(move |req| {
+        let watching = req.query("watch").is_some();
+        match (req.path(), watching) {
+            ("/api/v1/namespaces/ns/pods", false) => Response::json(
+                200,
+                json!({"metadata": {"resourceVersion": "5"}, "items": [pod_json("a", "1"), pod_json("b", "2")]}),
+            ),
+            ("/api/v1/namespaces/ns/configmaps", false) => Response::json(
+                200,
+                json!({"metadata": {"resourceVersion": "5"}, "items": [{"metadata": {"name": "cm", "namespace": "ns",
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "a", "uid": "u"}]}}]}),
+            ),
+            ("/api/v1/namespaces/ns/pods", true) => match pod_rx.lock().unwrap().take() {
+                Some(rx) => Response::Stream(200, rx),
+                None => Response::events(&[]),
+            },
+            ("/api/v1/namespaces/ns/configmaps", true) => match cm_rx.lock().unwrap().take() {
+                Some(rx) => Response::Stream(200, rx),
+                None => Response::events(&[]),
+            },
+            _ => Response::status(404, "NotFound", "no"),
+        }
+    })
+    .await;
+    let client = Client::new(&server.url).unwrap();
+
+    #[derive(Default)]
+    struct Seen {
+        calls: HashMap<String, u32>,
+        in_flight: HashSet<String>,
+        overlapped: bool,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let reconcile = |pod: Arc<Pod>, seen: Arc<Mutex<Seen>>| async move {
+        let name = pod.metadata.name.clone().unwrap();
+        let n = {
+            let mut s = seen.lock().unwrap();
+            s.overlapped |= !s.in_flight.insert(name.clone());
+            let n = s.calls.entry(name.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        seen.lock().unwrap().in_flight.remove(&name);
+        match (name.as_str(), n) {
+            ("b", 1 | 2) => Err("b is not ready"),
+            ("b", 3) => Ok(Action::requeue(Duration::from_millis(30))),
+            _ => Ok(Action::await_change()),
+        }
+    };
+
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let controller = Controller::new(
+        Api::<Pod>::namespaced(client.clone(), "ns"),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<ConfigMap>::namespaced(client, "ns"),
+        watcher::Config::default(),
+    )
+    .workers(3)
+    .error_backoff(Duration::from_millis(5), Duration::from_millis(20));
+    let store = controller.store();
+    let run = tokio::spawn(controller.run(reconcile, seen.clone(), async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+
+    let calls = |name: &str| seen.lock().unwrap().calls.get(name).copied().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while calls("b") < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b reconciled {} times; requests {:?}",
+            calls("b"),
+            server
+                .requests()
+                .iter()
+                .map(|r| r.target.clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(store.is_synced());
+    assert_eq!(
+        calls("a"),
+        1,
+        "queued by the pod and by its ConfigMap before workers started: once"
+    );
+
+    // Three changes to "a" in one burst while nobody is processing it: one reconcile.
+    let mut burst = Vec::new();
+    for rv in ["6", "7", "8"] {
+        burst.extend(
+            serde_json::to_vec(&json!({"type": "MODIFIED", "object": pod_json("a", rv)})).unwrap(),
+        );
+        burst.push(b'\n');
+    }
+    pod_events.send(burst).unwrap();
+    while store
+        .get(Some("ns"), "a")
+        .unwrap()
+        .metadata
+        .resource_version
+        .as_deref()
+        != Some("8")
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        (2..=3).contains(&calls("a")),
+        "a reconciled {} times",
+        calls("a")
+    );
+    assert_eq!(calls("b"), 4, "AwaitChange: no more reconciles of b");
+    assert!(
+        !seen.lock().unwrap().overlapped,
+        "an object was reconciled concurrently with itself"
+    );
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("run returns on shutdown")
+        .unwrap();
 }

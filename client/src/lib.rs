@@ -3,10 +3,12 @@
 pub mod api;
 pub mod backoff;
 pub mod client;
+pub mod controller;
 pub mod error;
 pub mod kubeconfig;
 pub mod object;
 pub mod params;
+pub mod queue;
 pub mod reflector;
 pub mod watch;
 pub mod watcher;
