@@ -465,3 +465,180 @@ async fn controller_dedups_backs_off_requeues_and_stops() {
         .expect("run returns on shutdown")
         .unwrap();
 }
+
+/// An in-memory Lease endpoint with the API server's optimistic concurrency, and a switch
+/// that makes writes fail.
+fn lease_server(
+    lease: Arc<Mutex<Option<serde_json::Value>>>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+) -> impl Fn(&crate::testserver::Request) -> Response + Send + Sync {
+    let rv = Mutex::new(0u64);
+    move |req| {
+        let item = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/sched";
+        let mut stored = lease.lock().unwrap();
+        if req.method != "GET" && broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Response::status(500, "InternalError", "store unavailable");
+        }
+        let bump = |mut obj: serde_json::Value| {
+            let mut rv = rv.lock().unwrap();
+            *rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            obj
+        };
+        match (req.method.as_str(), req.path() == item) {
+            ("GET", true) => match &*stored {
+                Some(l) => Response::json(200, l.clone()),
+                None => Response::status(404, "NotFound", "leases \"sched\" not found"),
+            },
+            ("POST", false) if stored.is_none() => {
+                let obj = bump(req.json());
+                *stored = Some(obj.clone());
+                Response::json(201, obj)
+            }
+            ("POST", false) => {
+                Response::status(409, "AlreadyExists", "leases \"sched\" already exists")
+            }
+            ("PUT", true) => {
+                let current = stored
+                    .as_ref()
+                    .map(|l| l["metadata"]["resourceVersion"].clone());
+                if current != Some(req.json()["metadata"]["resourceVersion"].clone()) {
+                    return Response::status(409, "Conflict", "the object has been modified");
+                }
+                let obj = bump(req.json());
+                *stored = Some(obj.clone());
+                Response::json(200, obj)
+            }
+            _ => Response::status(404, "NotFound", "no"),
+        }
+    }
+}
+
+fn fast_election() -> crate::leader_election::LeaderElectionConfig {
+    crate::leader_election::LeaderElectionConfig {
+        lease_duration: Duration::from_secs(1),
+        renew_deadline: Duration::from_millis(600),
+        retry_period: Duration::from_millis(100),
+        release_on_shutdown: true,
+    }
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_release_hands_over() {
+    use crate::leader_election::{LeaderElector, Outcome};
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let lease = Arc::new(Mutex::new(None));
+    let server = TestServer::start(lease_server(lease.clone(), Default::default())).await;
+    let api: Api<Lease> = Api::namespaced(Client::new(&server.url).unwrap(), "kube-system");
+
+    let mut a = LeaderElector::new(api.clone(), "sched", "a", fast_election());
+    let mut b = LeaderElector::new(api, "sched", "b", fast_election());
+    let (mut a_leads, mut b_leads) = (a.is_leader(), b.is_leader());
+    let (stop_a, stop_a_rx) = tokio::sync::oneshot::channel::<()>();
+    let a_run = tokio::spawn(async move {
+        a.run(
+            async {
+                let _ = stop_a_rx.await;
+            },
+            std::future::pending(),
+        )
+        .await
+    });
+    tokio::time::timeout(Duration::from_secs(5), a_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let b_run =
+        tokio::spawn(async move { b.run(std::future::pending(), std::future::pending()).await });
+    // b sees a renewing (the Lease keeps changing), so it never takes over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!*b_leads.borrow());
+    assert!(*a_leads.borrow());
+    let spec = |l: &Option<serde_json::Value>| l.as_ref().unwrap()["spec"].clone();
+    assert_eq!(spec(&lease.lock().unwrap())["holderIdentity"], "a");
+    assert_eq!(spec(&lease.lock().unwrap())["leaseTransitions"], 0);
+
+    stop_a.send(()).unwrap();
+    assert_eq!(a_run.await.unwrap().unwrap(), Outcome::Shutdown);
+    assert!(!*a_leads.borrow());
+    // Released: b takes over at its next try, well before a lease duration.
+    tokio::time::timeout(Duration::from_millis(800), b_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = spec(&lease.lock().unwrap());
+    assert_eq!(s["holderIdentity"], "b");
+    assert_eq!(s["leaseTransitions"], 1);
+    assert_eq!(s["leaseDurationSeconds"], 1);
+    b_run.abort();
+}
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_steps_down_and_a_stale_lease_is_taken_over() {
+    use crate::leader_election::{LeaderElector, Outcome};
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let lease = Arc::new(Mutex::new(None));
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = TestServer::start(lease_server(lease.clone(), broken.clone())).await;
+    let api: Api<Lease> = Api::namespaced(Client::new(&server.url).unwrap(), "kube-system");
+
+    let mut a = LeaderElector::new(api.clone(), "sched", "a", fast_election());
+    let mut a_leads = a.is_leader();
+    let (lead_tx, mut lead_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let a_run = tokio::spawn(async move {
+        // The leading future holds the sender: its drop shows that it was cancelled.
+        let lead = async move {
+            let _alive = lead_tx;
+            std::future::pending::<()>().await
+        };
+        a.run(std::future::pending(), lead).await
+    });
+    tokio::time::timeout(Duration::from_secs(5), a_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+
+    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(3), a_run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::LostLeadership);
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        lead_rx.recv().await.is_none(),
+        "the leading future was dropped"
+    );
+    assert!(!*a_leads.borrow());
+
+    // "a" is gone without releasing: "b" waits a lease duration of unchanged Lease first.
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut b = LeaderElector::new(api, "sched", "b", fast_election());
+    let mut b_leads = b.is_leader();
+    let started = std::time::Instant::now();
+    let b_run =
+        tokio::spawn(async move { b.run(std::future::pending(), std::future::pending()).await });
+    tokio::time::timeout(Duration::from_secs(5), b_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "took over after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        lease.lock().unwrap().as_ref().unwrap()["spec"]["holderIdentity"],
+        "b"
+    );
+    b_run.abort();
+}

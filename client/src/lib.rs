@@ -6,6 +6,7 @@ pub mod client;
 pub mod controller;
 pub mod error;
 pub mod kubeconfig;
+pub mod leader_election;
 pub mod object;
 pub mod params;
 pub mod queue;
