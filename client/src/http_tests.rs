@@ -516,8 +516,8 @@ fn lease_server(
 
 fn fast_election() -> crate::leader_election::LeaderElectionConfig {
     crate::leader_election::LeaderElectionConfig {
-        lease_duration: Duration::from_secs(1),
-        renew_deadline: Duration::from_millis(600),
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1200),
         retry_period: Duration::from_millis(100),
         release_on_shutdown: true,
     }
@@ -553,7 +553,7 @@ async fn one_leader_at_a_time_and_release_hands_over() {
     let b_run =
         tokio::spawn(async move { b.run(std::future::pending(), std::future::pending()).await });
     // b sees a renewing (the Lease keeps changing), so it never takes over.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     assert!(!*b_leads.borrow());
     assert!(*a_leads.borrow());
     let spec = |l: &Option<serde_json::Value>| l.as_ref().unwrap()["spec"].clone();
@@ -564,14 +564,14 @@ async fn one_leader_at_a_time_and_release_hands_over() {
     assert_eq!(a_run.await.unwrap().unwrap(), Outcome::Shutdown);
     assert!(!*a_leads.borrow());
     // Released: b takes over at its next try, well before a lease duration.
-    tokio::time::timeout(Duration::from_millis(800), b_leads.wait_for(|l| *l))
+    tokio::time::timeout(Duration::from_millis(1500), b_leads.wait_for(|l| *l))
         .await
         .unwrap()
         .unwrap();
     let s = spec(&lease.lock().unwrap());
     assert_eq!(s["holderIdentity"], "b");
     assert_eq!(s["leaseTransitions"], 1);
-    assert_eq!(s["leaseDurationSeconds"], 1);
+    assert_eq!(s["leaseDurationSeconds"], 2);
     b_run.abort();
 }
 
@@ -603,14 +603,14 @@ async fn a_leader_that_cannot_renew_steps_down_and_a_stale_lease_is_taken_over()
 
     broken.store(true, std::sync::atomic::Ordering::SeqCst);
     let started = std::time::Instant::now();
-    let outcome = tokio::time::timeout(Duration::from_secs(3), a_run)
+    let outcome = tokio::time::timeout(Duration::from_secs(6), a_run)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
     assert_eq!(outcome, Outcome::LostLeadership);
     assert!(
-        started.elapsed() >= Duration::from_millis(600),
+        started.elapsed() >= Duration::from_millis(1000),
         "gave up after {:?}",
         started.elapsed()
     );
@@ -632,7 +632,7 @@ async fn a_leader_that_cannot_renew_steps_down_and_a_stale_lease_is_taken_over()
         .unwrap()
         .unwrap();
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
+        started.elapsed() >= Duration::from_secs(2),
         "took over after {:?}",
         started.elapsed()
     );
