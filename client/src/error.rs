@@ -17,7 +17,7 @@ pub enum Error {
 
     /// The request could not be sent or its answer not read (connection refused, reset,
     /// timed out, body cut short).
-    #[error("{method} {path}: {source}")]
+    #[error("{method} {path}: {}", error_chain(source))]
     Http {
         /// HTTP method of the failed request.
         method: String,
@@ -139,6 +139,22 @@ impl Error {
             ..Status::default()
         }))
     }
+}
+
+/// reqwest's own message rarely says why ("error sending request"); the cause
+/// ("Connection refused") is further down the source chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// The `StatusReason` Kubernetes uses for an HTTP code.

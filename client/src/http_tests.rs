@@ -642,3 +642,26 @@ async fn a_leader_that_cannot_renew_steps_down_and_a_stale_lease_is_taken_over()
     );
     b_run.abort();
 }
+
+#[tokio::test]
+async fn transport_errors_say_why() {
+    // Bind then drop a listener: nothing listens on that port any more.
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pods: Api<Pod> = Api::namespaced(
+        Client::new(&format!("http://127.0.0.1:{port}")).unwrap(),
+        "ns",
+    );
+    let err = pods.get("a").await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Http { .. }), "{text}");
+    assert!(
+        text.starts_with("GET /api/v1/namespaces/ns/pods/a: "),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+}

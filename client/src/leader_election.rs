@@ -372,9 +372,10 @@ impl LeaderElector {
     }
 
     /// Gives the Lease up if we hold it: empty holder, a 1 s duration, as client-go does,
-    /// so waiting candidates take over at their next try.
+    /// so waiting candidates take over at their next try. Reads the Lease afresh, since a
+    /// renewal cut short by shutdown may have changed it after our last observation.
     pub async fn release(&mut self) -> Result<()> {
-        let Some((mut lease, _)) = self.observed.clone() else {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             return Ok(());
         };
         let Some(spec) = lease.spec.as_mut() else {

@@ -77,7 +77,7 @@ pub mod watch;
 pub mod watcher;
 
 pub use api::{Api, ApiResource, Deleted};
-pub use client::{Client, Config};
+pub use client::{Client, Config, RequestBody};
 pub use controller::{Action, Controller};
 pub use error::{Error, Result};
 pub use leader_election::{LeaderElectionConfig, LeaderElector};
@@ -86,6 +86,8 @@ pub use params::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchParams,
 };
 pub use reflector::Store;
+/// HTTP methods for [`Client::request`].
+pub use reqwest::Method;
 pub use watch::{Bookmark, WatchEvent};
 pub use watcher::watcher;
 
