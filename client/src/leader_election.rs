@@ -107,19 +107,21 @@ pub fn decide(
     }
 }
 
-/// The Lease spec to write for a decision made on `current`, at time `now`.
+/// The Lease spec to write for a decision made on `current`, at time `now`; None for
+/// [`Decision::Wait`], which writes nothing.
 pub fn next_spec(
     current: Option<&LeaseSpec>,
     decision: Decision,
     identity: &str,
     now: jiff::Timestamp,
     duration: Duration,
-) -> LeaseSpec {
+) -> Option<LeaseSpec> {
     let old = current.cloned().unwrap_or_default();
     let transitions = old.lease_transitions.unwrap_or(0);
     let duration = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
     let now = Some(MicroTime(now));
-    match decision {
+    Some(match decision {
+        Decision::Wait(_) => return None,
         Decision::Renew => LeaseSpec {
             holder_identity: Some(identity.to_string()),
             lease_duration_seconds: Some(duration),
@@ -128,7 +130,7 @@ pub fn next_spec(
             lease_transitions: Some(transitions),
             ..old
         },
-        Decision::Create | Decision::Acquire | Decision::Wait(_) => LeaseSpec {
+        Decision::Create | Decision::Acquire => LeaseSpec {
             holder_identity: Some(identity.to_string()),
             lease_duration_seconds: Some(duration),
             acquire_time: now.clone(),
@@ -140,7 +142,7 @@ pub fn next_spec(
             }),
             ..old
         },
-    }
+    })
 }
 
 /// Why [`LeaderElector::run`] returned.
@@ -224,16 +226,17 @@ impl LeaderElector {
             &self.identity,
             self.config.lease_duration,
         );
-        let new_spec = next_spec(
+        let Some(new_spec) = next_spec(
             spec.as_ref(),
             decision,
             &self.identity,
             jiff::Timestamp::now(),
             self.config.lease_duration,
-        );
-        let written = match (decision, current) {
-            (Decision::Wait(_), _) => return Ok(false),
-            (_, None) => {
+        ) else {
+            return Ok(false);
+        };
+        let written = match current {
+            None => {
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(self.name.clone()),
@@ -244,7 +247,7 @@ impl LeaderElector {
                 };
                 self.api.create(&PostParams::default(), &lease).await
             }
-            (_, Some(mut lease)) => {
+            Some(mut lease) => {
                 // The resourceVersion we read makes this write lose any race.
                 lease.spec = Some(new_spec);
                 self.api
@@ -464,7 +467,7 @@ mod tests {
     #[test]
     fn written_specs_follow_client_go() {
         let now: jiff::Timestamp = "2025-01-01T00:01:00Z".parse().unwrap();
-        let created = next_spec(None, Decision::Create, "me", now, D);
+        let created = next_spec(None, Decision::Create, "me", now, D).unwrap();
         assert_eq!(created.holder_identity.as_deref(), Some("me"));
         assert_eq!(created.lease_duration_seconds, Some(15));
         assert_eq!(created.lease_transitions, Some(0));
@@ -472,14 +475,17 @@ mod tests {
         assert_eq!(created.renew_time, Some(MicroTime(now)));
 
         let old = held_by("other", 15);
-        let taken = next_spec(Some(&old), Decision::Acquire, "me", now, D);
+        let taken = next_spec(Some(&old), Decision::Acquire, "me", now, D).unwrap();
         assert_eq!(taken.lease_transitions, Some(4));
         assert_eq!(taken.acquire_time, Some(MicroTime(now)));
 
         let ours = held_by("me", 15);
-        let renewed = next_spec(Some(&ours), Decision::Renew, "me", now, D);
+        let renewed = next_spec(Some(&ours), Decision::Renew, "me", now, D).unwrap();
         assert_eq!(renewed.lease_transitions, Some(3));
         assert_eq!(renewed.acquire_time, ours.acquire_time);
         assert_eq!(renewed.renew_time, Some(MicroTime(now)));
+
+        let wait = Decision::Wait(Duration::from_secs(1));
+        assert_eq!(next_spec(Some(&old), wait, "me", now, D), None);
     }
 }

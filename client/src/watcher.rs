@@ -12,6 +12,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::Metadata;
@@ -128,6 +130,7 @@ enum Phase<K> {
         resource_version: String,
         stream: Option<BoxStream<'static, Result<WatchEvent<K>>>>,
         events: u64,
+        opened_at: Instant,
     },
 }
 
@@ -240,6 +243,7 @@ where
                                 resource_version: std::mem::take(resource_version),
                                 stream: None,
                                 events: 0,
+                                opened_at: Instant::now(),
                             };
                         }
                     }
@@ -256,6 +260,7 @@ where
                                 resource_version: std::mem::take(resource_version),
                                 stream: Some(s),
                                 events: 0,
+                                opened_at: Instant::now(),
                             };
                         }
                         Err(e) if e.is_gone() => self.relist_because(&e),
@@ -266,6 +271,7 @@ where
                     resource_version,
                     stream: Some(stream),
                     events,
+                    opened_at,
                 } => match stream.next().await {
                     Some(Ok(event)) => {
                         *events += 1;
@@ -286,6 +292,7 @@ where
                                     resource_version: std::mem::take(resource_version),
                                     stream: None,
                                     events: 0,
+                                    opened_at: Instant::now(),
                                 };
                                 return self.failed(e);
                             }
@@ -306,14 +313,18 @@ where
                             resource_version: rv,
                             stream: None,
                             events: 0,
+                            opened_at: Instant::now(),
                         };
                         return self.failed(e);
                     }
                     None => {
                         // The server ended the watch (timeoutSeconds); watch again at once,
-                        // unless it closes straight away each time.
-                        if *events == 0 {
+                        // unless it closes straight away each time. A quiet watch that
+                        // lasted is healthy and must not push the back-off up.
+                        if *events == 0 && opened_at.elapsed() < Duration::from_secs(1) {
                             self.wait = Some(self.backoff.next_delay());
+                        } else {
+                            self.backoff.reset();
                         }
                         tracing::debug!(
                             resource = %self.api.resource().plural,
@@ -325,6 +336,7 @@ where
                             resource_version: rv,
                             stream: None,
                             events: 0,
+                            opened_at: Instant::now(),
                         };
                     }
                 },
