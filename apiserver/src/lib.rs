@@ -136,14 +136,7 @@ fn wants_table(headers: &HeaderMap) -> bool {
 }
 
 fn include_object(q: &Query) -> Result<IncludeObject> {
-    match q.get("includeObject") {
-        None | Some("") | Some("Metadata") => Ok(IncludeObject::Metadata),
-        Some("Object") => Ok(IncludeObject::Object),
-        Some("None") => Ok(IncludeObject::None),
-        Some(other) => Err(Error::bad_request(format!(
-            "includeObject must be one of None, Metadata, Object (got {other:?})"
-        ))),
-    }
+    IncludeObject::parse(q.get("includeObject")).map_err(|e| Error::bad_request(e.to_string()))
 }
 
 fn json_response(code: u16, body: &Value) -> Response {

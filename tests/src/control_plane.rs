@@ -65,9 +65,10 @@ impl ControlPlane {
         let port = free_port()?;
         let i = {
             let mut a = self.apiservers.lock().unwrap_or_else(|p| p.into_inner());
+            let log = self.dir.path().join(format!("apiserver-{}.log", a.len()));
             a.push(Apiserver {
                 port,
-                log: self.dir.path().join(format!("apiserver-{}.log", a.len())),
+                log,
                 child: None,
             });
             a.len() - 1
