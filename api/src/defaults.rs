@@ -51,6 +51,24 @@ pub(crate) fn child<'a>(
     m.get_mut(key).and_then(Value::as_object_mut)
 }
 
+/// Whether a map field is absent, null or empty, which Go does not tell apart.
+pub(crate) fn unset_or_empty_map(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// Whether a list field is absent, null or empty, which Go does not tell apart.
+pub(crate) fn unset_or_empty_list(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    }
+}
+
 /// The list at `key` if there is one.
 pub(crate) fn list<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Vec<Value>> {
     m.get_mut(key).and_then(Value::as_array_mut)
@@ -226,10 +244,7 @@ fn copy_template_labels(o: &mut Map<String, Value>, labels: Option<Value>) {
     let Some(meta) = ensure_obj(o, "metadata") else {
         return;
     };
-    if meta
-        .get("labels")
-        .is_none_or(|l| l.as_object().is_none_or(Map::is_empty))
-    {
+    if unset_or_empty_map(meta.get("labels")) {
         meta.insert("labels".to_string(), labels);
     }
 }
@@ -332,12 +347,9 @@ fn service(o: &mut Map<String, Value>) {
         .filter_map(Value::as_object_mut)
     {
         set_default(port, "protocol", json!("TCP"));
-        let unset = match port.get("targetPort") {
-            None | Some(Value::Null) => true,
-            Some(Value::String(s)) => s.is_empty(),
-            Some(v) => v.as_i64() == Some(0),
-        };
-        if unset {
+        // Kubernetes also treats an explicit 0 or "" as unset; skiff keeps what the
+        // user wrote, and validation reports it.
+        if port.get("targetPort").is_none_or(Value::is_null) {
             if let Some(p) = port.get("port").cloned() {
                 port.insert("targetPort".to_string(), p);
             }
@@ -429,9 +441,7 @@ fn persistent_volume(o: &mut Map<String, Value>) {
 fn hpa(o: &mut Map<String, Value>) {
     let Some(spec) = child(o, "spec") else { return };
     set_default(spec, "minReplicas", json!(1));
-    let no_metrics = spec
-        .get("metrics")
-        .is_none_or(|m| m.as_array().is_none_or(Vec::is_empty));
+    let no_metrics = unset_or_empty_list(spec.get("metrics"));
     if no_metrics {
         spec.insert(
             "metrics".to_string(),
@@ -461,9 +471,7 @@ fn hpa(o: &mut Map<String, Value>) {
         if let Some(rules) = ensure_obj(behavior, dir) {
             set_default(rules, "stabilizationWindowSeconds", json!(window));
             set_default(rules, "selectPolicy", json!("Max"));
-            let empty = rules
-                .get("policies")
-                .is_none_or(|p| p.as_array().is_none_or(Vec::is_empty));
+            let empty = unset_or_empty_list(rules.get("policies"));
             if empty {
                 rules.insert("policies".to_string(), policies);
             }

@@ -28,21 +28,27 @@ pub(super) fn default_limit_range_item(item: &mut Map<String, Value>) {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let Some(default) = ensure_obj(item, "default") else {
-        return;
-    };
-    for (k, v) in max {
-        set_default(default, &k, v);
+    let absent: Vec<&str> = ["default", "defaultRequest"]
+        .into_iter()
+        .filter(|f| item.get(*f).is_none_or(Value::is_null))
+        .collect();
+    if let Some(default) = ensure_obj(item, "default") {
+        for (k, v) in max {
+            set_default(default, &k, v);
+        }
     }
-    let default = default.clone();
-    let Some(default_request) = ensure_obj(item, "defaultRequest") else {
-        return;
-    };
-    for (k, v) in default.into_iter().chain(min) {
-        set_default(default_request, &k, v);
+    let default = item
+        .get("default")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(default_request) = ensure_obj(item, "defaultRequest") {
+        for (k, v) in default.into_iter().chain(min) {
+            set_default(default_request, &k, v);
+        }
     }
-    // Empty maps are omitted by Kubernetes' serializer.
-    for f in ["default", "defaultRequest"] {
+    // Empty maps are omitted by Kubernetes' serializer; drop those created here.
+    for f in absent {
         if item
             .get(f)
             .and_then(Value::as_object)

@@ -64,10 +64,7 @@ pub(super) fn pod_spec(spec: &mut Map<String, Value>, is_pod: bool) {
                         .flatten()
                         .filter_map(Value::as_object_mut)
                     {
-                        let unset = p
-                            .get("hostPort")
-                            .is_none_or(|h| h.is_null() || h.as_i64() == Some(0));
-                        if unset {
+                        if p.get("hostPort").is_none_or(Value::is_null) {
                             if let Some(cp) = p.get("containerPort").cloned() {
                                 p.insert("hostPort".to_string(), cp);
                             }
@@ -92,15 +89,9 @@ fn sync_service_account(spec: &mut Map<String, Value>) {
         .get("serviceAccount")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
-    match (name, old) {
-        (Some(n), None) => {
-            let n = n.to_string();
-            spec.insert("serviceAccount".to_string(), json!(n));
-        }
-        (None, Some(o)) => {
-            let o = o.to_string();
-            spec.insert("serviceAccountName".to_string(), json!(o));
-        }
+    match (name.map(str::to_string), old.map(str::to_string)) {
+        (Some(n), None) => set_default(spec, "serviceAccount", json!(n)),
+        (None, Some(o)) => set_default(spec, "serviceAccountName", json!(o)),
         _ => {}
     }
 }

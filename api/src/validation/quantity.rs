@@ -196,7 +196,7 @@ impl Quantity {
             scaled.checked_mul(m).ok_or(QuantityError::TooLarge)?
         } else {
             match u32::try_from(-exp10).ok().and_then(pow10) {
-                Some(d) => (scaled + d - 1) / d,
+                Some(d) => scaled / d + i128::from(scaled % d != 0),
                 // Far below a nano-unit: rounds up to one.
                 None => 1,
             }
@@ -258,7 +258,7 @@ impl Quantity {
     /// The quantity rounded up to milli-units, as Kubernetes rounds resource lists.
     pub fn round_up_to_milli(&self) -> Quantity {
         Quantity {
-            nanos: self.milli_value() * (NANO / 1000),
+            nanos: self.milli_value().saturating_mul(NANO / 1000),
             format: self.format,
         }
     }
