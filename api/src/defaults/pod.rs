@@ -291,7 +291,7 @@ fn http_get(h: &mut Map<String, Value>) {
 /// `IfNotPresent` for other tags, digests, and names it cannot parse.
 pub fn pull_policy_for(image: &str) -> &'static str {
     match image_tag(image) {
-        Some(tag) if tag == "latest" => "Always",
+        Some("latest") => "Always",
         _ => "IfNotPresent",
     }
 }

@@ -90,14 +90,12 @@ fn validate_int_or_percent(v: Option<&Value>, path: &Path, errs: &mut Vec<FieldE
                 errs.push(FieldError::invalid_str(path, s, m));
             }
         }
-        Some(Value::Number(n)) => {
-            if n.as_i64().is_some_and(|n| n < 0) {
-                errs.push(FieldError::invalid(
-                    path,
-                    &Value::Number(n.clone()),
-                    "must be greater than or equal to 0",
-                ));
-            }
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 0) => {
+            errs.push(FieldError::invalid(
+                path,
+                &Value::Number(n.clone()),
+                "must be greater than or equal to 0",
+            ));
         }
         _ => {}
     }

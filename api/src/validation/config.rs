@@ -137,10 +137,8 @@ pub(crate) fn validate_secret(obj_value: &Value, old: Option<&Value>, errs: &mut
         "kubernetes.io/dockerconfigjson" => {
             required_keys(&[".dockerconfigjson"], &has_key, &data_path, errs)
         }
-        "kubernetes.io/basic-auth" => {
-            if !has_key("username") && !has_key("password") {
-                required_keys(&["username", "password"], &has_key, &data_path, errs);
-            }
+        "kubernetes.io/basic-auth" if !has_key("username") && !has_key("password") => {
+            required_keys(&["username", "password"], &has_key, &data_path, errs);
         }
         "kubernetes.io/ssh-auth" => required_keys(&["ssh-privatekey"], &has_key, &data_path, errs),
         "kubernetes.io/tls" => required_keys(&["tls.crt", "tls.key"], &has_key, &data_path, errs),

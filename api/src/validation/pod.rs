@@ -584,10 +584,8 @@ fn validate_volume_source(vol: &Value, path: &Path, errs: &mut Vec<FieldError>) 
                 file_mode(src, "defaultMode", &p, errs);
                 key_to_paths(src, &p.child("items"), errs);
             }
-            "persistentVolumeClaim" => {
-                if str_or_empty(src, "claimName").is_empty() {
-                    errs.push(FieldError::required(p.child("claimName"), ""));
-                }
+            "persistentVolumeClaim" if str_or_empty(src, "claimName").is_empty() => {
+                errs.push(FieldError::required(p.child("claimName"), ""));
             }
             "downwardAPI" => {
                 file_mode(src, "defaultMode", &p, errs);
@@ -1363,10 +1361,8 @@ fn validate_handler(h: &Value, kinds: &[&str], path: &Path, errs: &mut Vec<Field
         }
         num += 1;
         match kind {
-            "exec" => {
-                if arr(action, "command").is_empty() {
-                    errs.push(FieldError::required(p.child("command"), ""));
-                }
+            "exec" if arr(action, "command").is_empty() => {
+                errs.push(FieldError::required(p.child("command"), ""));
             }
             "httpGet" => {
                 if str_at(action, "path") == Some("") {

@@ -541,15 +541,11 @@ pub(crate) fn validate_endpoint_slice(
             let a = a.as_str().unwrap_or("");
             let ap = p.child("addresses").index(j);
             match at {
-                "IPv4" => {
-                    if a.parse::<std::net::Ipv4Addr>().is_err() {
-                        errs.push(FieldError::invalid_str(ap, a, "must be an IPv4 address"));
-                    }
+                "IPv4" if a.parse::<std::net::Ipv4Addr>().is_err() => {
+                    errs.push(FieldError::invalid_str(ap, a, "must be an IPv4 address"));
                 }
-                "IPv6" => {
-                    if a.parse::<std::net::Ipv6Addr>().is_err() {
-                        errs.push(FieldError::invalid_str(ap, a, "must be an IPv6 address"));
-                    }
+                "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => {
+                    errs.push(FieldError::invalid_str(ap, a, "must be an IPv6 address"));
                 }
                 "FQDN" => {
                     for m in is_dns1123_subdomain(a.strip_suffix('.').unwrap_or(a)) {
