@@ -14,8 +14,11 @@ use serde_json::{json, Map, Value};
 
 use crate::validation::batch::{CONTROLLER_UID_LABEL, JOB_NAME_LABEL};
 
-pub use limit_range::{apply_limit_range_defaults, limit_range_violations};
+pub use limit_range::{
+    apply_limit_range_defaults, limit_range_violations, LIMIT_RANGER_ANNOTATION,
+};
 pub use normalize::normalize;
+pub use pod::{pull_policy_for, DEFAULT_TOLERATION_SECONDS};
 
 /// The label Kubernetes puts on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";

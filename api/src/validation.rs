@@ -30,6 +30,10 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub use config::MAX_DATA_SIZE;
+pub use meta::TOTAL_ANNOTATION_SIZE_LIMIT;
+pub use service::NODE_PORT_RANGE;
+
 pub(crate) use json::{go_quote, render};
 pub(crate) use path::Path;
 

@@ -9,7 +9,7 @@ use super::{FieldError, Path};
 use crate::RESOURCES;
 
 /// Largest total size of an object's annotations, keys plus values.
-pub(crate) const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
+pub const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 
 /// Finalizer names that need no domain prefix.
 const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
