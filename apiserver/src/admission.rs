@@ -204,7 +204,7 @@ fn wants_node_ports(svc: &Value) -> bool {
 }
 
 fn field_error(field: &str, value: &str, detail: &str) -> skiff_api::validation::FieldError {
-    skiff_api::validation::FieldError::invalid(field, value, detail)
+    skiff_api::validation::FieldError::invalid_str(field, value, detail)
 }
 
 /// Gives a Service its clusterIP and nodePorts (keeping those it already has on update)
@@ -420,7 +420,7 @@ pub fn qos_class(pod: &Value) -> &'static str {
             // A request left out defaults to the limit.
             let q = req[r].as_str().or(l);
             if l.is_none()
-                || quantity::parse_milli(l.unwrap_or("")) != quantity::parse_milli(q.unwrap_or(""))
+                || quantity::parse_milli(l.unwrap_or("")).ok() != quantity::parse_milli(q.unwrap_or("")).ok()
             {
                 guaranteed = false;
             }
@@ -478,7 +478,7 @@ fn usage_of(rt: &ResourceType, obj: &Value) -> BTreeMap<String, i128> {
     if rt.kind == "PersistentVolumeClaim" {
         if let Some(s) = obj["spec"]["resources"]["requests"]["storage"]
             .as_str()
-            .and_then(quantity::parse_milli)
+            .and_then(|q| quantity::parse_milli(q).ok())
         {
             u.insert("requests.storage".into(), s);
         }
@@ -498,7 +498,7 @@ fn pod_resource(pod: &Value, which: &str, resource: &str) -> Option<i128> {
     let get = |c: &Value| {
         c["resources"][which][resource]
             .as_str()
-            .and_then(quantity::parse_milli)
+            .and_then(|q| quantity::parse_milli(q).ok())
     };
     let app: Vec<Option<i128>> = pod["spec"]["containers"]
         .as_array()

@@ -332,6 +332,7 @@ impl Server {
             ));
         }
         reset_status_on_create(rt, &mut obj);
+        skiff_api::defaults::normalize(rt.kind, &mut obj);
         skiff_api::defaults::apply_defaults(rt.kind, &mut obj);
         if rt.kind == "Job" {
             let uid = meta_str(&obj, "uid").unwrap_or("").to_string();
@@ -452,6 +453,7 @@ impl Server {
         let dry_run = q.dry_run()?;
         for _ in 0..MAX_RETRIES {
             let mut obj = merge_for_update(rt, &current.object, &new, status_only);
+            skiff_api::defaults::normalize(rt.kind, &mut obj);
             skiff_api::defaults::apply_defaults(rt.kind, &mut obj);
             let mut effects = Vec::new();
             if !status_only {
@@ -726,7 +728,7 @@ impl Server {
                 return Err(Error::invalid(
                     rt,
                     &name_,
-                    &[skiff_api::validation::FieldError::invalid(
+                    &[skiff_api::validation::FieldError::invalid_str(
                         "spec.replicas",
                         &replicas.to_string(),
                         "must be greater than or equal to 0",
