@@ -375,3 +375,5 @@ fn not_found(key: &str) -> Response {
         .into_response()
 }
 
+#[cfg(test)]
+mod tests;
