@@ -376,4 +376,6 @@ fn not_found(key: &str) -> Response {
 }
 
 #[cfg(test)]
+mod kubectl_tests;
+#[cfg(test)]
 mod tests;

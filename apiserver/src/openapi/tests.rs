@@ -13,7 +13,7 @@ use super::paths::gv_key;
 use super::proto;
 use super::*;
 
-fn shared() -> &'static Arc<OpenApi> {
+pub(super) fn shared() -> &'static Arc<OpenApi> {
     static API: OnceLock<Arc<OpenApi>> = OnceLock::new();
     API.get_or_init(|| match OpenApi::build() {
         Ok(api) => Arc::new(api),
