@@ -81,14 +81,12 @@ const V2_PROTOBUF_SUBTYPE: &str = "com.github.proto-openapi.spec.v2.v1.0+protobu
 const V2_PROTOBUF_SUBTYPE_OLD: &str = "com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
 /// One group-version's v3 document.
-#[derive(Debug)]
 struct V3Document {
     json: Bytes,
     hash: String,
 }
 
 /// The serialized OpenAPI documents, built once at start.
-#[derive(Debug)]
 pub struct OpenApi {
     v2_json: Bytes,
     v2_protobuf: Bytes,
@@ -105,6 +103,22 @@ fn content_hash(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect()
+}
+
+impl std::fmt::Debug for OpenApi {
+    // The documents are megabytes; their sizes say enough in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v3: BTreeMap<&str, usize> = self
+            .v3
+            .iter()
+            .map(|(k, d)| (k.as_str(), d.json.len()))
+            .collect();
+        f.debug_struct("OpenApi")
+            .field("v2_json_bytes", &self.v2_json.len())
+            .field("v2_protobuf_bytes", &self.v2_protobuf.len())
+            .field("v3_bytes", &v3)
+            .finish()
+    }
 }
 
 impl OpenApi {

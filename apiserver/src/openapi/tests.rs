@@ -87,6 +87,8 @@ fn builds_quickly_and_reports_sizes() {
             api.v3_document(key).map_or(0, <[u8]>::len)
         );
     }
+    let debug = format!("{api:?}");
+    assert!(debug.len() < 1000, "{debug}");
     // Generous for an unoptimized test build on a shared machine; release takes far less.
     assert!(elapsed.as_secs() < 5, "building took {elapsed:?}");
 }
