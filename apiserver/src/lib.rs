@@ -7,6 +7,7 @@ pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod objects;
+pub mod openapi;
 pub mod request;
 pub mod storage;
 pub mod watch;
@@ -65,6 +66,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let storage = Storage::connect(&config.etcd_servers).await?;
+    let openapi = Arc::new(openapi::OpenApi::build().map_err(|e| Error::Config(format!("building the OpenAPI documents failed: {e}")))?);
     let server = Arc::new(Server {
         storage,
         service_range: config.service_cluster_ip_range,
@@ -79,15 +81,15 @@ pub async fn run(
         })?;
     bootstrap(&server).await?;
     tracing::info!(listen = %config.listen, etcd = ?config.etcd_servers, "apiserver serving");
-    axum::serve(listener, router(server))
+    axum::serve(listener, router(server, openapi))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve)
 }
 
 /// The whole HTTP surface.
-pub fn router(server: Arc<Server>) -> Router {
-    Router::new().fallback(serve).with_state(server)
+pub fn router(server: Arc<Server>, openapi: Arc<openapi::OpenApi>) -> Router {
+    openapi::routes(openapi).merge(Router::new().fallback(serve).with_state(server))
 }
 
 /// Creates the system namespaces and the `kubernetes` Service if they are missing; every
