@@ -369,8 +369,7 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
                 .find(|m| m.name == config.name)
                 .expect("validated")
                 .clone();
-            node::create_data_dir(dir, &me, config.cluster_id(), &members, Vec::new())?;
-            let db = node::open_db(dir)?;
+            let db = node::create_data_dir(dir, &me, config.cluster_id(), &members, Vec::new())?;
             Ok((
                 db,
                 Identity {

@@ -285,14 +285,18 @@ pub struct NodeOptions {
 }
 
 /// Creates a member's data directory holding `entries` (a restored key space, or
-/// nothing) for a new cluster of `members`. Refuses a non-empty directory.
+/// nothing) for a new cluster of `members`, and returns it open.
+///
+/// The caller keeps using the returned database rather than opening the directory again:
+/// sled's background threads can hold the first handle's file lock for a moment after it
+/// is dropped, and a second open in that moment fails with "could not acquire lock".
 pub fn create_data_dir(
     dir: &Path,
     me: &Member,
     cluster_id: u64,
     members: &[Member],
     entries: Vec<(Vec<u8>, Vec<u8>)>,
-) -> Result<()> {
+) -> Result<sled::Db> {
     let db = open_db(dir)?;
     let state_tree = db.open_tree("state")?;
     let raft_tree = db.open_tree("raft")?;
@@ -313,7 +317,7 @@ pub fn create_data_dir(
         name: me.name.clone(),
     })?;
     db.flush()?;
-    Ok(())
+    Ok(db)
 }
 
 /// Opens the sled database in a data directory, with a message that says what to do.
