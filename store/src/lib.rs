@@ -8,6 +8,7 @@
 //! - `node`: the Raft thread: tick, step, persist-then-send, apply, advance.
 //! - `transport`: peer gRPC between members.
 //! - `server`: the etcd gRPC services, `/metrics` and `/healthz`.
+//! - `watchdog`: stops the member when a write to its disk never returns.
 //! - [`snapshot`]: backup files and restoring a new cluster from one.
 //! - [`config`]: flags and the checks on them.
 
@@ -28,6 +29,7 @@ mod server;
 pub mod snapshot;
 mod transport;
 mod watch;
+mod watchdog;
 
 pub use server::VERSION;
 
@@ -93,6 +95,7 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
         raft: Default::default(),
         lease_clock: Mutex::new(Default::default()),
         metrics: Default::default(),
+        storage: Default::default(),
         fatal: Mutex::new(None),
         stop: tokio::sync::Notify::new(),
     });
@@ -114,7 +117,7 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
         opts,
     )?;
     transport.attach(handle.clone());
-    node::watch_flushes(shared.clone());
+    watchdog::spawn(shared.clone(), config.data_dir.clone())?;
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn({
@@ -254,18 +257,31 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     let _ = handle.send(node::Command::Shutdown);
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
-    let flushed = db.flush();
     let fatal = shared.fatal.lock().expect("fatal lock").take();
     match fatal {
         Some(why) if why.contains("removed from the cluster") => {
             info!("{why}");
+            let _op = shared.storage.begin(watchdog::StorageOp::Close);
+            if let Err(e) = db.flush() {
+                warn!(error = %e, "final flush failed");
+            }
             Ok(())
         }
-        Some(why) => Err(Error::DataDir {
-            dir: config.data_dir.display().to_string(),
-            reason: why,
-        }),
-        None => flushed.map(|_| ()).map_err(Error::from),
+        Some(why) => {
+            // sled flushes and syncs (unwrapping the result) when its last handle is
+            // dropped; after a failed write that can block forever or panic. One handle
+            // that is never dropped keeps it from trying; the process is ending anyway.
+            std::mem::forget(db);
+            Err(Error::DataDir {
+                dir: config.data_dir.display().to_string(),
+                reason: why,
+            })
+        }
+        None => {
+            let _op = shared.storage.begin(watchdog::StorageOp::Close);
+            db.flush()?;
+            Ok(())
+        }
     }
 }
 
@@ -292,6 +308,7 @@ async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
 /// Returns the peers to reach before the state machine knows them.
 async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<Member>)> {
     let dir = &config.data_dir;
+    watchdog::check_free_to_start(dir)?;
     let has_db = dir.join("db").exists();
     if has_db {
         let db = node::open_db(dir)?;
