@@ -303,6 +303,45 @@ async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
     })
 }
 
+/// Refuses a data directory created for another cluster than the flags describe.
+///
+/// With `--initial-cluster-state new` the flags must be those the directory was created
+/// with: the cluster ID is a hash of every peer URL and the token, so another token or
+/// another member list asks for another cluster. etcd ignores the flags here and goes on
+/// with the old data, which hides a reused data directory or a changed token until the
+/// members fail to agree. `existing` leaves the membership to the data directory, as a
+/// member that joined a running cluster is restarted.
+fn check_same_cluster(config: &StoreConfig, identity: &Identity) -> Result<()> {
+    if config.initial_cluster_state != ClusterState::New {
+        return Ok(());
+    }
+    let refuse = |what: String| Error::DataDir {
+        dir: config.data_dir.display().to_string(),
+        reason: format!(
+            "it belongs to member {:x} of cluster {:x}, but {what}; it was created for another \
+             cluster or with other flags. Start the member with the --initial-cluster and \
+             --initial-cluster-token it was created with (or --initial-cluster-state existing \
+             if its cluster's membership changed since), or give it another --data-dir",
+            identity.member_id, identity.cluster_id
+        ),
+    };
+    let cluster_id = config.cluster_id();
+    if cluster_id != identity.cluster_id {
+        return Err(refuse(format!(
+            "--initial-cluster and --initial-cluster-token '{}' describe cluster {cluster_id:x}",
+            config.initial_cluster_token
+        )));
+    }
+    let own_id = member_id(&config.advertise_peer_urls, &config.initial_cluster_token);
+    if own_id != identity.member_id {
+        return Err(refuse(format!(
+            "--initial-cluster gives '{}' the peer URLs of member {own_id:x}",
+            config.name
+        )));
+    }
+    Ok(())
+}
+
 /// Opens this member's data directory, creating it for a new member: bootstrapped from
 /// `--initial-cluster`, or (joining) with the identity the running cluster gave it.
 /// Returns the peers to reach before the state machine knows them.
@@ -339,21 +378,7 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
                     ),
                 });
             }
-            if config.initial_cluster_state == ClusterState::New
-                && config.cluster_id() != identity.cluster_id
-                && !config
-                    .initial_cluster
-                    .iter()
-                    .any(|m| m.name == identity.name)
-            {
-                return Err(Error::DataDir {
-                    dir: dir.display().to_string(),
-                    reason: format!(
-                        "it belongs to cluster {:x}, which --initial-cluster does not describe",
-                        identity.cluster_id
-                    ),
-                });
-            }
+            check_same_cluster(config, &identity)?;
             info!(dir = %dir.display(), "restarting from existing data");
             return Ok((db, identity, Vec::new()));
         }

@@ -1,6 +1,6 @@
 //! Bad input to `skiff store`: wrong flags, bad clusters, a port in use, somebody else's
-//! data directory, a full disk, oversize and malformed requests. Each gets a clear
-//! message naming the problem, and nothing panics.
+//! data directory, another cluster's, a full disk, oversize and malformed requests. Each
+//! gets a clear message naming the problem, and nothing panics.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -157,6 +157,51 @@ async fn another_members_data_dir_is_refused() -> Result<()> {
     // The directory still serves its own member afterwards.
     cluster.restart(0)?;
     cluster.wait_ready(0, Duration::from_secs(20)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_clusters_data_dir_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (c, p) = (free_port(), free_port());
+    let own = format!("a=http://127.0.0.1:{p}");
+    let with = |cluster: &str, token: &str| {
+        let mut args = member_args(
+            "a",
+            &dir.path().join("m").display().to_string(),
+            c,
+            p,
+            cluster,
+        );
+        args.extend(["--initial-cluster-token".into(), token.into()]);
+        args
+    };
+    let first = with(&own, "first");
+    let (mut child, mut client) = single_member(&first, &dir.path().join("m.log")).await?;
+    client.put("mine", "1", None).await?;
+    child.kill()?;
+    child.wait()?;
+    // The same member name and URLs, but another token: another cluster.
+    let other_token = with(&own, "second");
+    let err = store_fails(&other_token.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("data directory")
+            && err.contains("belongs to member")
+            && err.contains("--initial-cluster-token 'second' describe cluster")
+            && err.contains("--data-dir"),
+        "{err}"
+    );
+    // The same token, but another member list.
+    let bigger = format!("{own},b=http://127.0.0.1:{}", free_port());
+    let other_members = with(&bigger, "first");
+    let err = store_fails(&other_members.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("describe cluster"), "{err}");
+    // Refusing changed nothing: with its own flags the member starts on its data.
+    let (mut child, mut client) = single_member(&first, &dir.path().join("m2.log")).await?;
+    let got = client.get("mine", None).await?;
+    assert_eq!(got.kvs().len(), 1, "the data directory is intact");
+    child.kill()?;
+    child.wait()?;
     Ok(())
 }
 
