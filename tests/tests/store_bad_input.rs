@@ -1,6 +1,7 @@
 //! Bad input to `skiff store`: wrong flags, bad clusters, a port in use, somebody else's
-//! data directory, another cluster's, a full disk, oversize and malformed requests. Each
-//! gets a clear message naming the problem, and nothing panics.
+//! data directory, another cluster's, a full disk, a disk that stops answering, oversize
+//! and malformed requests. Each gets a clear message naming the problem, and nothing
+//! panics.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -444,6 +445,125 @@ async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Re
         assert_eq!(got.kvs().len(), 1, "acknowledged write {key} lost");
     }
     client.put("after", "ok", None).await?;
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+/// Thaws and unmounts the test's frozen filesystem, even when the test fails: a
+/// filesystem left frozen would block every later writer to it.
+struct Frozen(std::path::PathBuf);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // Usually thawed already; then fsfreeze fails, which is fine.
+        let _ = Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_stops_answering_stops_the_member_within_its_watchdog_limit() -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        // Mounting a loop filesystem and freezing it needs root; CI runs as root.
+        eprintln!("skipped: needs root to mount and freeze a filesystem");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let image = dir.path().join("disk.img");
+    std::fs::File::create(&image)?.set_len(64 * 1024 * 1024)?;
+    let mnt = dir.path().join("disk");
+    std::fs::create_dir(&mnt)?;
+    let made = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&image)
+        .status()?
+        .success();
+    anyhow::ensure!(made, "mkfs.ext4 failed");
+    let ok = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "mounting a loop filesystem failed");
+    let _mounted = Frozen(mnt.clone());
+    let (c, p) = (free_port(), free_port());
+    let data = mnt.join("m");
+    let args = member_args(
+        "a",
+        &data.display().to_string(),
+        c,
+        p,
+        &format!("a=http://127.0.0.1:{p}"),
+    );
+    let log = dir.path().join("m.log");
+    let (mut child, mut client) = single_member(&args, &log).await?;
+    client.put("before", "1", None).await?;
+    // A frozen filesystem blocks every write and fsync, as a failing disk can, and as
+    // sled 0.34 itself can after ENOSPC.
+    let frozen = Command::new("fsfreeze")
+        .arg("-f")
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(frozen, "fsfreeze failed");
+    let put = tokio::time::timeout(Duration::from_secs(5), client.put("during", "1", None)).await;
+    assert!(
+        !matches!(put, Ok(Ok(_))),
+        "a write that cannot reach the disk is not acknowledged"
+    );
+    // The watchdog gives up after 30 s. The process can only finish exiting once the
+    // kernel lets go of its threads blocked on the frozen filesystem, so thaw it then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains("has not completed") || child.try_wait()?.is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = Command::new("fsfreeze").arg("-u").arg(&mnt).status();
+            let _ = child.kill();
+            anyhow::bail!(
+                "the member did not give up on a disk that stopped answering; its log:\n{said}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let thawed = Command::new("fsfreeze")
+        .arg("-u")
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(thawed, "thawing the filesystem failed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("the member said it stops but did not exit");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let err = std::fs::read_to_string(&log)?;
+    assert!(!status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(&format!("data directory {}", data.display()))
+            && err.contains("has not completed")
+            && err.contains("Free disk space"),
+        "{err}"
+    );
+    // Once the disk answers again the member starts with what it acknowledged.
+    let (mut child, mut client) = single_member(&args, &dir.path().join("m2.log")).await?;
+    let got = client.get("before", None).await?;
+    assert_eq!(got.kvs().len(), 1, "acknowledged write lost");
     child.kill()?;
     child.wait()?;
     Ok(())
