@@ -8,6 +8,7 @@
 //! - `node`: the Raft thread: tick, step, persist-then-send, apply, advance.
 //! - `transport`: peer gRPC between members.
 //! - `server`: the etcd gRPC services, `/metrics` and `/healthz`.
+//! - `watchdog`: stops the member when a write to its disk never returns.
 //! - [`snapshot`]: backup files and restoring a new cluster from one.
 //! - [`config`]: flags and the checks on them.
 
@@ -28,6 +29,7 @@ mod server;
 pub mod snapshot;
 mod transport;
 mod watch;
+mod watchdog;
 
 pub use server::VERSION;
 
@@ -93,6 +95,7 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
         raft: Default::default(),
         lease_clock: Mutex::new(Default::default()),
         metrics: Default::default(),
+        storage: Default::default(),
         fatal: Mutex::new(None),
         stop: tokio::sync::Notify::new(),
     });
@@ -114,7 +117,7 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
         opts,
     )?;
     transport.attach(handle.clone());
-    node::watch_flushes(shared.clone());
+    watchdog::spawn(shared.clone(), config.data_dir.clone())?;
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn({
@@ -254,18 +257,31 @@ pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     let _ = handle.send(node::Command::Shutdown);
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
-    let flushed = db.flush();
     let fatal = shared.fatal.lock().expect("fatal lock").take();
     match fatal {
         Some(why) if why.contains("removed from the cluster") => {
             info!("{why}");
+            let _op = shared.storage.begin(watchdog::StorageOp::Close);
+            if let Err(e) = db.flush() {
+                warn!(error = %e, "final flush failed");
+            }
             Ok(())
         }
-        Some(why) => Err(Error::DataDir {
-            dir: config.data_dir.display().to_string(),
-            reason: why,
-        }),
-        None => flushed.map(|_| ()).map_err(Error::from),
+        Some(why) => {
+            // sled flushes and syncs (unwrapping the result) when its last handle is
+            // dropped; after a failed write that can block forever or panic. One handle
+            // that is never dropped keeps it from trying; the process is ending anyway.
+            std::mem::forget(db);
+            Err(Error::DataDir {
+                dir: config.data_dir.display().to_string(),
+                reason: why,
+            })
+        }
+        None => {
+            let _op = shared.storage.begin(watchdog::StorageOp::Close);
+            db.flush()?;
+            Ok(())
+        }
     }
 }
 
@@ -287,11 +303,51 @@ async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
     })
 }
 
+/// Refuses a data directory created for another cluster than the flags describe.
+///
+/// With `--initial-cluster-state new` the flags must be those the directory was created
+/// with: the cluster ID is a hash of every peer URL and the token, so another token or
+/// another member list asks for another cluster. etcd ignores the flags here and goes on
+/// with the old data, which hides a reused data directory or a changed token until the
+/// members fail to agree. `existing` leaves the membership to the data directory, as a
+/// member that joined a running cluster is restarted.
+fn check_same_cluster(config: &StoreConfig, identity: &Identity) -> Result<()> {
+    if config.initial_cluster_state != ClusterState::New {
+        return Ok(());
+    }
+    let refuse = |what: String| Error::DataDir {
+        dir: config.data_dir.display().to_string(),
+        reason: format!(
+            "it belongs to member {:x} of cluster {:x}, but {what}; it was created for another \
+             cluster or with other flags. Start the member with the --initial-cluster and \
+             --initial-cluster-token it was created with (or --initial-cluster-state existing \
+             if its cluster's membership changed since), or give it another --data-dir",
+            identity.member_id, identity.cluster_id
+        ),
+    };
+    let cluster_id = config.cluster_id();
+    if cluster_id != identity.cluster_id {
+        return Err(refuse(format!(
+            "--initial-cluster and --initial-cluster-token '{}' describe cluster {cluster_id:x}",
+            config.initial_cluster_token
+        )));
+    }
+    let own_id = member_id(&config.advertise_peer_urls, &config.initial_cluster_token);
+    if own_id != identity.member_id {
+        return Err(refuse(format!(
+            "--initial-cluster gives '{}' the peer URLs of member {own_id:x}",
+            config.name
+        )));
+    }
+    Ok(())
+}
+
 /// Opens this member's data directory, creating it for a new member: bootstrapped from
 /// `--initial-cluster`, or (joining) with the identity the running cluster gave it.
 /// Returns the peers to reach before the state machine knows them.
 async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<Member>)> {
     let dir = &config.data_dir;
+    watchdog::check_free_to_start(dir)?;
     let has_db = dir.join("db").exists();
     if has_db {
         let db = node::open_db(dir)?;
@@ -322,21 +378,7 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
                     ),
                 });
             }
-            if config.initial_cluster_state == ClusterState::New
-                && config.cluster_id() != identity.cluster_id
-                && !config
-                    .initial_cluster
-                    .iter()
-                    .any(|m| m.name == identity.name)
-            {
-                return Err(Error::DataDir {
-                    dir: dir.display().to_string(),
-                    reason: format!(
-                        "it belongs to cluster {:x}, which --initial-cluster does not describe",
-                        identity.cluster_id
-                    ),
-                });
-            }
+            check_same_cluster(config, &identity)?;
             info!(dir = %dir.display(), "restarting from existing data");
             return Ok((db, identity, Vec::new()));
         }
@@ -369,8 +411,7 @@ async fn open_data_dir(config: &StoreConfig) -> Result<(sled::Db, Identity, Vec<
                 .find(|m| m.name == config.name)
                 .expect("validated")
                 .clone();
-            node::create_data_dir(dir, &me, config.cluster_id(), &members, Vec::new())?;
-            let db = node::open_db(dir)?;
+            let db = node::create_data_dir(dir, &me, config.cluster_id(), &members, Vec::new())?;
             Ok((
                 db,
                 Identity {

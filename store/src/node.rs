@@ -30,6 +30,7 @@ use crate::lease::LeaseClock;
 use crate::metrics::Metrics;
 use crate::raftlog::{Identity, RaftLog};
 use crate::state::{Applied, ApplyResult, StateMachine};
+use crate::watchdog::{StorageOp, StorageWatch};
 
 /// The events of one revision, as published to watchers.
 #[derive(Debug)]
@@ -53,8 +54,6 @@ pub struct RaftStatus {
     pub commit: AtomicU64,
     /// Whether the member stopped (removed, or a fatal error).
     pub stopped: AtomicBool,
-    /// When the flush under way started (ms since the member started, plus one; 0: none).
-    pub flush_started_ms: AtomicU64,
 }
 
 /// State shared between the Raft thread and the servers.
@@ -76,6 +75,8 @@ pub struct Shared {
     pub lease_clock: Mutex<LeaseClock>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// The write to the data directory under way, for the watchdog.
+    pub storage: StorageWatch,
     /// Why the member stopped, if it did on its own.
     pub fatal: Mutex<Option<String>>,
     /// Woken when the member must stop on its own (fatal error, removed).
@@ -112,39 +113,6 @@ impl Shared {
         self.stop.notify_waiters();
         self.stop.notify_one();
     }
-}
-
-/// Milliseconds since this process first asked (a monotonic clock for the watchdog).
-pub fn since_start_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// How long a storage flush may take before the member gives up on its disk.
-pub const FLUSH_STALL: Duration = Duration::from_secs(30);
-
-/// Stops the process when a flush never returns. sled 0.34 can wait forever in `flush`
-/// after the disk filled up; nothing unflushed was acknowledged, so exiting loses nothing,
-/// while hanging would leave a member that answers but never commits.
-pub fn watch_flushes(shared: Arc<Shared>) {
-    let _ = since_start_ms();
-    std::thread::Builder::new()
-        .name("flush-watchdog".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let started = shared.raft.flush_started_ms.load(Ordering::Acquire);
-            if started != 0 && since_start_ms() + 1 - started > FLUSH_STALL.as_millis() as u64 {
-                error!("storage flush stalled");
-                eprintln!(
-                    "skiff: storage: writing to the data directory has not completed for {} s \
-                     (is the disk full or failing?); the member stops. Free disk space or fix \
-                     the disk, then restart it: nothing unwritten was acknowledged",
-                    FLUSH_STALL.as_secs()
-                );
-                std::process::exit(1);
-            }
-        })
-        .ok();
 }
 
 /// A request to the Raft thread.
@@ -285,14 +253,18 @@ pub struct NodeOptions {
 }
 
 /// Creates a member's data directory holding `entries` (a restored key space, or
-/// nothing) for a new cluster of `members`. Refuses a non-empty directory.
+/// nothing) for a new cluster of `members`, and returns it open.
+///
+/// The caller keeps using the returned database rather than opening the directory again:
+/// sled's background threads can hold the first handle's file lock for a moment after it
+/// is dropped, and a second open in that moment fails with "could not acquire lock".
 pub fn create_data_dir(
     dir: &Path,
     me: &Member,
     cluster_id: u64,
     members: &[Member],
     entries: Vec<(Vec<u8>, Vec<u8>)>,
-) -> Result<()> {
+) -> Result<sled::Db> {
     let db = open_db(dir)?;
     let state_tree = db.open_tree("state")?;
     let raft_tree = db.open_tree("raft")?;
@@ -313,7 +285,7 @@ pub fn create_data_dir(
         name: me.name.clone(),
     })?;
     db.flush()?;
-    Ok(())
+    Ok(db)
 }
 
 /// Opens the sled database in a data directory, with a message that says what to do.
@@ -414,6 +386,7 @@ impl Node {
     pub fn run(mut self) {
         let mut next_tick = Instant::now() + self.opts.tick;
         let mut last_gc = Instant::now();
+        let mut storage_failed = false;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(wait) {
@@ -460,6 +433,7 @@ impl Node {
                     );
                     error!(error = %e, "fatal storage error");
                     self.shared.stop_with(why);
+                    storage_failed = true;
                     break;
                 }
             }
@@ -467,8 +441,14 @@ impl Node {
                 break;
             }
         }
-        if let Err(e) = self.db.flush() {
-            warn!(error = %e, "final flush failed");
+        // After a failed write sled's log may never become stable again, and a flush
+        // would wait for it forever; the Raft log was flushed before anything was
+        // acknowledged, so there is nothing to save.
+        if !storage_failed {
+            let _op = self.shared.storage.begin(StorageOp::Close);
+            if let Err(e) = self.db.flush() {
+                warn!(error = %e, "final flush failed");
+            }
         }
         for (_, tx) in self.proposals.drain() {
             let _ = tx.send(Err(Error::Stopped));
@@ -597,6 +577,7 @@ impl Node {
                 term = meta.term,
                 "installing snapshot from leader"
             );
+            let _op = self.shared.storage.begin(StorageOp::InstallSnapshot);
             {
                 let mut state = self.shared.state.write().expect("state lock");
                 state.install(entries, meta.index, meta.term, meta.get_conf_state())?;
@@ -618,25 +599,19 @@ impl Node {
         // on it; a heartbeat answer with nothing new to store does not.
         let mut dirty = !ready.snapshot().is_empty();
         if !ready.entries().is_empty() {
+            let _op = self.shared.storage.begin(StorageOp::Append);
             self.raw.store().append(ready.entries())?;
             dirty = true;
         }
         if let Some(hs) = ready.hs() {
+            let _op = self.shared.storage.begin(StorageOp::HardState);
             self.raw.store().set_hard_state(hs)?;
             dirty = true;
         }
         if dirty {
             let t = Instant::now();
-            self.shared
-                .raft
-                .flush_started_ms
-                .store(crate::node::since_start_ms() + 1, Ordering::Release);
-            let flushed = self.db.flush();
-            self.shared
-                .raft
-                .flush_started_ms
-                .store(0, Ordering::Release);
-            flushed?;
+            let _op = self.shared.storage.begin(StorageOp::Flush);
+            self.db.flush()?;
             tracing::debug!(
                 entries = ready.entries().len(),
                 flush_us = t.elapsed().as_micros() as u64,
@@ -649,6 +624,7 @@ impl Node {
         }
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
+            let _op = self.shared.storage.begin(StorageOp::HardState);
             self.raw.store().set_commit(commit)?;
         }
         if !light.messages().is_empty() {
@@ -669,6 +645,7 @@ impl Node {
         let mut last = 0;
         let mut replies = Vec::new();
         {
+            let _op = self.shared.storage.begin(StorageOp::Apply);
             let mut state = self.shared.state.write().expect("state lock");
             for entry in entries {
                 last = entry.index;
@@ -776,6 +753,7 @@ impl Node {
         let keep = (self.opts.snapshot_count / 2).min(5000);
         let to = applied.saturating_sub(keep);
         if to >= first {
+            let _op = self.shared.storage.begin(StorageOp::Compact);
             self.raw.store().compact(to)?;
             info!(to, "compacted the raft log");
         }

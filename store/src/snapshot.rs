@@ -147,7 +147,8 @@ pub fn restore(backup: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<
         .find(|m| m.name == opts.name)
         .expect("checked above")
         .clone();
-    crate::node::create_data_dir(data_dir, &me, cluster_id, &members, kept)
+    crate::node::create_data_dir(data_dir, &me, cluster_id, &members, kept)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Bad input to `skiff store`: wrong flags, bad clusters, a port in use, somebody else's
-//! data directory, oversize and malformed requests. Each gets a clear message naming
-//! the problem, and nothing panics.
+//! data directory, another cluster's, a full disk, a disk that stops answering, oversize
+//! and malformed requests. Each gets a clear message naming the problem, and nothing
+//! panics.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -161,6 +162,51 @@ async fn another_members_data_dir_is_refused() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_clusters_data_dir_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (c, p) = (free_port(), free_port());
+    let own = format!("a=http://127.0.0.1:{p}");
+    let with = |cluster: &str, token: &str| {
+        let mut args = member_args(
+            "a",
+            &dir.path().join("m").display().to_string(),
+            c,
+            p,
+            cluster,
+        );
+        args.extend(["--initial-cluster-token".into(), token.into()]);
+        args
+    };
+    let first = with(&own, "first");
+    let (mut child, mut client) = single_member(&first, &dir.path().join("m.log")).await?;
+    client.put("mine", "1", None).await?;
+    child.kill()?;
+    child.wait()?;
+    // The same member name and URLs, but another token: another cluster.
+    let other_token = with(&own, "second");
+    let err = store_fails(&other_token.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("data directory")
+            && err.contains("belongs to member")
+            && err.contains("--initial-cluster-token 'second' describe cluster")
+            && err.contains("--data-dir"),
+        "{err}"
+    );
+    // The same token, but another member list.
+    let bigger = format!("{own},b=http://127.0.0.1:{}", free_port());
+    let other_members = with(&bigger, "first");
+    let err = store_fails(&other_members.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("describe cluster"), "{err}");
+    // Refusing changed nothing: with its own flags the member starts on its data.
+    let (mut child, mut client) = single_member(&first, &dir.path().join("m2.log")).await?;
+    let got = client.get("mine", None).await?;
+    assert_eq!(got.kvs().len(), 1, "the data directory is intact");
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_and_malformed_requests_get_errors_not_crashes() -> Result<()> {
     let cluster = Cluster::start(ClusterSpec::new(Flavor::skiff()?, 1)).await?;
     let mut client = cluster.client().await?;
@@ -293,11 +339,6 @@ impl Drop for Tmpfs {
     }
 }
 
-// Ignored in `make test`: alone it passes, but beside the rest of the suite sled 0.34
-// sometimes blocks after ENOSPC (in flush, which the member's watchdog catches, and
-// elsewhere, which it does not yet), so the member neither stops nor answers. Run it with
-// `cargo nextest run --run-ignored only -E 'test(full_disk)'`.
-#[ignore = "sled can block after ENOSPC when the machine is busy; see the comment"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -348,8 +389,8 @@ async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Re
     let status = match exited {
         Some(s) => s,
         None => {
-            // sled can stall in flush after ENOSPC; the member's watchdog stops it after
-            // 30 s, so allow for that.
+            // sled can stall in a write after ENOSPC; the member's watchdog stops it
+            // after 30 s, so allow for that.
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
                 if let Some(s) = child.try_wait()? {
@@ -370,10 +411,27 @@ async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Re
     let err = std::fs::read_to_string(&log)?;
     assert!(!status.success());
     assert!(!err.contains("panicked"), "{err}");
-    // Either sled reported the error, or the member's watchdog caught a stalled flush.
+    // Either sled reported the error, or the member's watchdog caught a stalled write.
     let named = (err.contains("No space left on device") && err.contains("free disk space"))
         || (err.contains("has not completed") && err.contains("Free disk space"));
     assert!(named, "{err}");
+    let st = nix::sys::statvfs::statvfs(&mnt)?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    eprintln!(
+        "{} writes acknowledged, {free} bytes left; the member stopped with: {}",
+        acked.len(),
+        err.lines().last().unwrap_or_default()
+    );
+    // Started again on the full disk, it says so instead of failing to open its database.
+    if free < 1024 * 1024 {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = store_fails(&args);
+        assert!(
+            err.contains("No space left on device") && err.contains("free disk space"),
+            "{err}"
+        );
+    }
     // Make room and start again: everything acknowledged is there, and writes work.
     let grown = Command::new("mount")
         .args(["-o", "remount,size=64m"])
@@ -387,6 +445,125 @@ async fn a_full_disk_stops_the_member_without_losing_acknowledged_writes() -> Re
         assert_eq!(got.kvs().len(), 1, "acknowledged write {key} lost");
     }
     client.put("after", "ok", None).await?;
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+/// Thaws and unmounts the test's frozen filesystem, even when the test fails: a
+/// filesystem left frozen would block every later writer to it.
+struct Frozen(std::path::PathBuf);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // Usually thawed already; then fsfreeze fails, which is fine.
+        let _ = Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_stops_answering_stops_the_member_within_its_watchdog_limit() -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        // Mounting a loop filesystem and freezing it needs root; CI runs as root.
+        eprintln!("skipped: needs root to mount and freeze a filesystem");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let image = dir.path().join("disk.img");
+    std::fs::File::create(&image)?.set_len(64 * 1024 * 1024)?;
+    let mnt = dir.path().join("disk");
+    std::fs::create_dir(&mnt)?;
+    let made = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&image)
+        .status()?
+        .success();
+    anyhow::ensure!(made, "mkfs.ext4 failed");
+    let ok = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "mounting a loop filesystem failed");
+    let _mounted = Frozen(mnt.clone());
+    let (c, p) = (free_port(), free_port());
+    let data = mnt.join("m");
+    let args = member_args(
+        "a",
+        &data.display().to_string(),
+        c,
+        p,
+        &format!("a=http://127.0.0.1:{p}"),
+    );
+    let log = dir.path().join("m.log");
+    let (mut child, mut client) = single_member(&args, &log).await?;
+    client.put("before", "1", None).await?;
+    // A frozen filesystem blocks every write and fsync, as a failing disk can, and as
+    // sled 0.34 itself can after ENOSPC.
+    let frozen = Command::new("fsfreeze")
+        .arg("-f")
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(frozen, "fsfreeze failed");
+    let put = tokio::time::timeout(Duration::from_secs(5), client.put("during", "1", None)).await;
+    assert!(
+        !matches!(put, Ok(Ok(_))),
+        "a write that cannot reach the disk is not acknowledged"
+    );
+    // The watchdog gives up after 30 s. The process can only finish exiting once the
+    // kernel lets go of its threads blocked on the frozen filesystem, so thaw it then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains("has not completed") || child.try_wait()?.is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = Command::new("fsfreeze").arg("-u").arg(&mnt).status();
+            let _ = child.kill();
+            anyhow::bail!(
+                "the member did not give up on a disk that stopped answering; its log:\n{said}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let thawed = Command::new("fsfreeze")
+        .arg("-u")
+        .arg(&mnt)
+        .status()?
+        .success();
+    anyhow::ensure!(thawed, "thawing the filesystem failed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("the member said it stops but did not exit");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let err = std::fs::read_to_string(&log)?;
+    assert!(!status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(&format!("data directory {}", data.display()))
+            && err.contains("has not completed")
+            && err.contains("Free disk space"),
+        "{err}"
+    );
+    // Once the disk answers again the member starts with what it acknowledged.
+    let (mut child, mut client) = single_member(&args, &dir.path().join("m2.log")).await?;
+    let got = client.get("before", None).await?;
+    assert_eq!(got.kvs().len(), 1, "acknowledged write lost");
     child.kill()?;
     child.wait()?;
     Ok(())
