@@ -420,7 +420,8 @@ pub fn qos_class(pod: &Value) -> &'static str {
             // A request left out defaults to the limit.
             let q = req[r].as_str().or(l);
             if l.is_none()
-                || quantity::parse_milli(l.unwrap_or("")).ok() != quantity::parse_milli(q.unwrap_or("")).ok()
+                || quantity::parse_milli(l.unwrap_or("")).ok()
+                    != quantity::parse_milli(q.unwrap_or("")).ok()
             {
                 guaranteed = false;
             }

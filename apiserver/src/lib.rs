@@ -66,7 +66,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let storage = Storage::connect(&config.etcd_servers).await?;
-    let openapi = Arc::new(openapi::OpenApi::build().map_err(|e| Error::Config(format!("building the OpenAPI documents failed: {e}")))?);
+    let openapi = Arc::new(
+        openapi::OpenApi::build()
+            .map_err(|e| Error::Config(format!("building the OpenAPI documents failed: {e}")))?,
+    );
     let server = Arc::new(Server {
         storage,
         service_range: config.service_cluster_ip_range,

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cluster::{dying_with_parent, skiff_binary, tail, Cluster, ClusterSpec, Flavor, Spawner};
+use crate::cluster::{
+    dying_with_parent, skiff_binary, tail, Cluster, ClusterSpec, Flavor, Spawner,
+};
 
 /// Path of the kubectl binary the tests drive.
 pub const KUBECTL: &str = "kubectl";
@@ -36,7 +38,9 @@ pub struct ControlPlane {
 
 /// A free loopback port (bound and released; good enough on a test machine).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl ControlPlane {
@@ -81,15 +85,25 @@ impl ControlPlane {
     fn spawn(&self, i: usize) -> Result<()> {
         let mut a = self.apiservers.lock().unwrap_or_else(|p| p.into_inner());
         let server = &mut a[i];
-        let mut log = OpenOptions::new().create(true).append(true).open(&server.log)?;
-        writeln!(log, "--- harness: starting apiserver on port {}", server.port)?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&server.log)?;
+        writeln!(
+            log,
+            "--- harness: starting apiserver on port {}",
+            server.port
+        )?;
         let mut cmd = dying_with_parent(&skiff_binary()?);
         cmd.arg("apiserver")
             .arg("--etcd-servers")
             .arg(self.store.client_endpoints().join(","))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--secure-port={}", server.port))
-            .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -114,7 +128,10 @@ impl ControlPlane {
                 }
             }
             if Instant::now() > deadline {
-                bail!("apiserver {i} not ready after {timeout:?}; log:\n{}", self.log_tail(i));
+                bail!(
+                    "apiserver {i} not ready after {timeout:?}; log:\n{}",
+                    self.log_tail(i)
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -22,7 +22,13 @@ impl Http {
         }
     }
 
-    async fn send(&self, method: &str, path: &str, ct: &str, body: Option<Vec<u8>>) -> Result<(u16, Value)> {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value)> {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self
             .client
@@ -34,12 +40,19 @@ impl Http {
         let resp = req.send().await?;
         let code = resp.status().as_u16();
         let bytes = resp.bytes().await?;
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
         Ok((code, v))
     }
 
     async fn json(&self, method: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
-        self.send(method, path, "application/json", Some(serde_json::to_vec(body)?)).await
+        self.send(
+            method,
+            path,
+            "application/json",
+            Some(serde_json::to_vec(body)?),
+        )
+        .await
     }
 
     async fn get(&self, path: &str) -> Result<(u16, Value)> {
@@ -70,7 +83,10 @@ async fn errors_body(cp: &ControlPlane) -> Result<()> {
     // Create, then a stale update is a 409 with Kubernetes' message.
     let (code, created) = http.json("POST", CMS, &cm("a", "1")).await?;
     assert_eq!(code, 201, "{created}");
-    let rv = created["metadata"]["resourceVersion"].as_str().context("rv")?.to_string();
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .context("rv")?
+        .to_string();
     let mut fresh = created.clone();
     fresh["data"]["k"] = json!("2");
     let (code, updated) = http.json("PUT", &format!("{CMS}/a"), &fresh).await?;
@@ -97,7 +113,9 @@ async fn errors_body(cp: &ControlPlane) -> Result<()> {
     let (code, v) = http.get("/api/v1/namespaces/default/widgets").await?;
     assert_eq!(code, 404);
     assert_status(&v, 404, "NotFound");
-    let (code, v) = http.json("POST", "/api/v1/namespaces/ghost/configmaps", &cm("x", "1")).await?;
+    let (code, v) = http
+        .json("POST", "/api/v1/namespaces/ghost/configmaps", &cm("x", "1"))
+        .await?;
     assert_eq!(code, 404, "{v}");
     // 413 over 3 MiB.
     let big = cm("big", &"x".repeat(3 * 1024 * 1024 + 10));
@@ -105,22 +123,42 @@ async fn errors_body(cp: &ControlPlane) -> Result<()> {
     assert_eq!(code, 413);
     assert_status(&v, 413, "RequestEntityTooLarge");
     // 400: malformed JSON, malformed YAML, a wrong kind and a wrong apiVersion for the path.
-    let (code, v) = http.send("POST", CMS, "application/json", Some(b"{\"kind\": ".to_vec())).await?;
+    let (code, v) = http
+        .send(
+            "POST",
+            CMS,
+            "application/json",
+            Some(b"{\"kind\": ".to_vec()),
+        )
+        .await?;
     assert_eq!(code, 400);
     assert_status(&v, 400, "BadRequest");
-    let (code, _) = http.send("POST", CMS, "application/yaml", Some(b"kind: [unclosed".to_vec())).await?;
+    let (code, _) = http
+        .send(
+            "POST",
+            CMS,
+            "application/yaml",
+            Some(b"kind: [unclosed".to_vec()),
+        )
+        .await?;
     assert_eq!(code, 400);
     let wrong_kind = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w"}});
     let (code, v) = http.json("POST", CMS, &wrong_kind).await?;
     assert_eq!(code, 400, "{v}");
-    let wrong_version = json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "w"}});
+    let wrong_version =
+        json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "w"}});
     let (code, _) = http.json("POST", CMS, &wrong_version).await?;
     assert_eq!(code, 400);
     // Strict field validation names the unknown field; Warn stores and warns.
     let unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "dataz": {"a": "b"}});
-    let (code, v) = http.json("POST", &format!("{CMS}?fieldValidation=Strict"), &unknown).await?;
+    let (code, v) = http
+        .json("POST", &format!("{CMS}?fieldValidation=Strict"), &unknown)
+        .await?;
     assert_eq!(code, 400);
-    assert_eq!(v["message"], "strict decoding error: unknown field \"dataz\"");
+    assert_eq!(
+        v["message"],
+        "strict decoding error: unknown field \"dataz\""
+    );
     // 422 with causes: a bad name, and a missing required field.
     let (code, v) = http.json("POST", CMS, &cm("Not_A_Name", "1")).await?;
     assert_eq!(code, 422, "{v}");
@@ -128,13 +166,25 @@ async fn errors_body(cp: &ControlPlane) -> Result<()> {
     assert_eq!(v["details"]["causes"][0]["field"], "metadata.name");
     let no_image = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
         "spec": {"containers": [{"name": "c"}]}});
-    let (code, v) = http.json("POST", "/api/v1/namespaces/default/pods", &no_image).await?;
+    let (code, v) = http
+        .json("POST", "/api/v1/namespaces/default/pods", &no_image)
+        .await?;
     assert_eq!(code, 422, "{v}");
     let causes = v["details"]["causes"].as_array().context("causes")?;
-    assert!(causes.iter().any(|c| c["field"] == "spec.containers[0].image"), "{v}");
+    assert!(
+        causes
+            .iter()
+            .any(|c| c["field"] == "spec.containers[0].image"),
+        "{v}"
+    );
     // None of the refused objects was stored.
     let (_, list) = http.get(CMS).await?;
-    let names: Vec<&str> = list["items"].as_array().context("items")?.iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
     assert_eq!(names, vec!["a"], "{list}");
     let (code, _) = http.get("/api/v1/namespaces/default/pods/p").await?;
     assert_eq!(code, 404);
@@ -144,7 +194,10 @@ async fn errors_body(cp: &ControlPlane) -> Result<()> {
         http.json("POST", CMS, &cm(&format!("c{i}"), "x")).await?;
     }
     let (_, page) = http.get(&format!("{CMS}?limit=2")).await?;
-    let token = page["metadata"]["continue"].as_str().context("continue token")?.to_string();
+    let token = page["metadata"]["continue"]
+        .as_str()
+        .context("continue token")?
+        .to_string();
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
     let mut etcd = cp.store.client().await?;
     let rev = etcd.status().await?.header().context("header")?.revision();
@@ -153,14 +206,25 @@ async fn errors_body(cp: &ControlPlane) -> Result<()> {
     let (code, v) = http.get(&format!("{CMS}?limit=2&continue={token}")).await?;
     assert_eq!(code, 410, "{v}");
     assert_status(&v, 410, "Expired");
-    let resp = reqwest::get(format!("{}{CMS}?watch=true&resourceVersion={rv}", cp.url(0))).await?;
+    let resp = reqwest::get(format!(
+        "{}{CMS}?watch=true&resourceVersion={rv}",
+        cp.url(0)
+    ))
+    .await?;
     let mut body = resp.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(10), body.next()).await?.context("event")??;
-    let event: Value = serde_json::from_slice(first.split(|b| *b == b'\n').next().context("line")?)?;
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await?
+        .context("event")??;
+    let event: Value =
+        serde_json::from_slice(first.split(|b| *b == b'\n').next().context("line")?)?;
     assert_eq!(event["type"], "ERROR", "{event}");
     assert_eq!(event["object"]["code"], 410);
     // sendInitialEvents is answered 422 so clients fall back to list + watch.
-    let (code, _) = http.get(&format!("{CMS}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan")).await?;
+    let (code, _) = http
+        .get(&format!(
+            "{CMS}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+        ))
+        .await?;
     assert_eq!(code, 422);
     Ok(())
 }
@@ -182,7 +246,10 @@ async fn wait_for_event(
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        ensure!(!left.is_zero(), "no matching watch event within {timeout:?}");
+        ensure!(
+            !left.is_zero(),
+            "no matching watch event within {timeout:?}"
+        );
         match tokio::time::timeout(left, stream.next()).await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk?),
             Ok(None) => anyhow::bail!("the watch ended"),
@@ -201,33 +268,63 @@ async fn two_apiservers_body(cp: &ControlPlane) -> Result<()> {
     let a = Http::new(cp.url(0));
     let b = Http::new(cp.url(1));
     let (_, list) = a.get(CMS).await?;
-    let rv = list["metadata"]["resourceVersion"].as_str().context("rv")?.to_string();
-    let resp = reqwest::get(format!("{}{CMS}?watch=true&resourceVersion={rv}&labelSelector=app%3Dweb", cp.url(0))).await?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("rv")?
+        .to_string();
+    let resp = reqwest::get(format!(
+        "{}{CMS}?watch=true&resourceVersion={rv}&labelSelector=app%3Dweb",
+        cp.url(0)
+    ))
+    .await?;
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut labeled = cm("w", "1");
     labeled["metadata"]["labels"] = json!({"app": "web"});
     let (code, _) = b.json("POST", CMS, &labeled).await?;
     assert_eq!(code, 201);
-    let added = wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| e["type"] == "ADDED").await?;
+    let added = wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| {
+        e["type"] == "ADDED"
+    })
+    .await?;
     assert_eq!(added["object"]["metadata"]["name"], "w");
     // Leaving the selector is a DELETED event, as Kubernetes sends it.
     let patch = json!({"metadata": {"labels": {"app": "db"}}});
-    let (code, v) = b.send("PATCH", &format!("{CMS}/w"), "application/merge-patch+json", Some(serde_json::to_vec(&patch)?)).await?;
+    let (code, v) = b
+        .send(
+            "PATCH",
+            &format!("{CMS}/w"),
+            "application/merge-patch+json",
+            Some(serde_json::to_vec(&patch)?),
+        )
+        .await?;
     assert_eq!(code, 200, "{v}");
-    let gone = wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| e["type"] != "BOOKMARK").await?;
+    let gone = wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| {
+        e["type"] != "BOOKMARK"
+    })
+    .await?;
     assert_eq!(gone["type"], "DELETED", "{gone}");
     // And an object deleted through the other apiserver.
-    let (code, _) = b.json("POST", CMS, &{
-        let mut o = cm("x", "1");
-        o["metadata"]["labels"] = json!({"app": "web"});
-        o
-    }).await?;
+    let (code, _) = b
+        .json("POST", CMS, &{
+            let mut o = cm("x", "1");
+            o["metadata"]["labels"] = json!({"app": "web"});
+            o
+        })
+        .await?;
     assert_eq!(code, 201);
-    wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| e["type"] == "ADDED").await?;
-    let (code, _) = b.send("DELETE", &format!("{CMS}/x"), "application/json", None).await?;
+    wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| {
+        e["type"] == "ADDED"
+    })
+    .await?;
+    let (code, _) = b
+        .send("DELETE", &format!("{CMS}/x"), "application/json", None)
+        .await?;
     assert_eq!(code, 200);
-    let deleted = wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| e["type"] == "DELETED").await?;
+    let deleted = wait_for_event(&mut stream, &mut buf, Duration::from_secs(10), |e| {
+        e["type"] == "DELETED"
+    })
+    .await?;
     assert_eq!(deleted["object"]["metadata"]["name"], "x");
     Ok(())
 }
@@ -271,7 +368,11 @@ async fn member_restart_body(cp: &ControlPlane) -> Result<()> {
             }
         }
     }
-    assert!(failed.is_empty(), "writes that failed for good: {failed:?}\n{}", cp.log_tail(0));
+    assert!(
+        failed.is_empty(),
+        "writes that failed for good: {failed:?}\n{}",
+        cp.log_tail(0)
+    );
     let (code, list) = http.get(CMS).await?;
     assert_eq!(code, 200);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(written));
