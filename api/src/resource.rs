@@ -36,6 +36,10 @@ pub struct ResourceType {
     pub categories: &'static [&'static str],
     /// Subresources served below each object (`status`, `scale`, …).
     pub subresources: &'static [Subresource],
+    /// Whether clients may create and change objects of this type. Types served only so
+    /// that kubectl's defaults (`apply --prune`, `get all`) find them are read-only: skiff
+    /// has no controller for them, and storing one that nothing acts on would mislead.
+    pub writable: bool,
     /// Decodes a JSON body into the typed object and back, which both checks types and
     /// drops fields the type does not have (as Kubernetes' decoder does).
     pub roundtrip: fn(&Value) -> Result<Value, serde_json::Error>,
@@ -128,9 +132,17 @@ macro_rules! resource {
             categories: &[$($cat),*],
             subresources: &[$(Subresource::$sub),*],
             roundtrip: roundtrip::<$ty>,
+            writable: true,
         }
     };
 }
+
+/// ReplicationControllers are read-only in skiff: kubectl's prune allowlist and
+/// `get all` look for them; a Deployment or ReplicaSet does their job.
+const REPLICATION_CONTROLLERS: ResourceType = ResourceType {
+    writable: false,
+    ..resource!(core::ReplicationController, "ReplicationControllerList", "replicationcontroller", ["rc"], ["all"], [Status, Scale])
+};
 
 /// Every resource skiff serves, grouped by API group as discovery lists them.
 pub static RESOURCES: &[ResourceType] = &[
@@ -217,6 +229,7 @@ pub static RESOURCES: &[ResourceType] = &[
         [],
         [Status]
     ),
+    REPLICATION_CONTROLLERS,
     resource!(
         apps::Deployment,
         "DeploymentList",

@@ -121,6 +121,11 @@ const PRINTERS: &[Printer] = &[
     ),
     printer("Deployment", apps::DEPLOYMENT, apps::deployment),
     printer("ReplicaSet", apps::REPLICA_SET, apps::replica_set),
+    printer(
+        "ReplicationController",
+        apps::REPLICA_SET,
+        apps::replication_controller,
+    ),
     printer("StatefulSet", apps::STATEFUL_SET, apps::stateful_set),
     printer("DaemonSet", apps::DAEMON_SET, apps::daemon_set),
     printer(

@@ -76,6 +76,9 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
+/// Verbs of a read-only type: it can be read, watched and cleaned up, not written.
+const READ_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];
+
 fn subresource_json(rt: &ResourceType, sub: Subresource) -> Value {
     let (kind, group, version, verbs): (&str, Option<&str>, Option<&str>, &[&str]) = match sub {
         Subresource::Status => (rt.kind, None, None, &["get", "patch", "update"]),
@@ -119,7 +122,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": VERBS,
+            "verbs": if rt.writable { VERBS } else { READ_VERBS },
         });
         if !rt.short_names.is_empty() {
             v["shortNames"] = json!(rt.short_names);

@@ -351,6 +351,15 @@ async fn resource_request(
             t.name.as_deref().unwrap_or("")
         )));
     }
+    if !rt.writable && matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
+        return Err(Error::method_not_allowed(
+            method.as_str(),
+            &format!(
+                "{}: skiff serves them read-only (it has no controller for them); use a Deployment or a ReplicaSet instead",
+                rt.qualified_name()
+            ),
+        ));
+    }
     let now = jiff::Timestamp::now();
     let parse = |body: &[u8]| objects::parse_body(body, content_type);
     match (t.subresource, method.as_str(), t.name.is_some()) {

@@ -102,6 +102,14 @@ pub fn field_value(obj: &Value, path: &str) -> Option<String> {
 
 /// Decodes a request body (JSON, or YAML when the content type says so).
 pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value> {
+    // kubectl's imperative commands (`create configmap`, `run`, `expose`, …) send
+    // protobuf, which skiff does not decode; say so and how to get JSON instead.
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(Error::unsupported_media_type(
+            content_type,
+            "application/json, application/yaml (skiff does not decode protobuf bodies yet: write the object with `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -` instead)",
+        ));
+    }
     if content_type.contains("yaml") {
         serde_norway::from_slice(body)
             .map_err(|e| Error::bad_request(format!("the request body is not valid YAML: {e}")))

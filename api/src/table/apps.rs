@@ -71,6 +71,25 @@ pub(super) const REPLICA_SET: &[Col] = &[
     SELECTOR,
 ];
 
+/// A ReplicationController prints as a ReplicaSet does, its selector being a plain map.
+pub(super) fn replication_controller(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let mut cells = replica_set(obj, now);
+    let selector = obj["spec"]["selector"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "<none>".into());
+    if let Some(last) = cells.last_mut() {
+        *last = json!(selector);
+    }
+    cells
+}
+
 pub(super) fn replica_set(obj: &Value, now: Timestamp) -> Vec<Value> {
     let (names, images) = template_containers(obj);
     vec![

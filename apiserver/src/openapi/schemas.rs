@@ -95,6 +95,7 @@ static TYPED_KINDS: &[TypedKind] = &[
     typed!(core::LimitRange),
     typed!(core::PersistentVolume),
     typed!(core::PersistentVolumeClaim),
+    typed!(core::ReplicationController),
     typed!(apps::Deployment),
     typed!(apps::ReplicaSet),
     typed!(apps::StatefulSet),
