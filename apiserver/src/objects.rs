@@ -316,4 +316,65 @@ mod tests {
             400
         );
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Keys that reach deep into the typed decoders, mixed with unknown ones.
+        const KEYS: &[&str] = &[
+            "metadata", "name", "namespace", "labels", "spec", "status", "containers",
+            "image", "ports", "containerPort", "replicas", "selector", "matchLabels",
+            "template", "data", "resources", "requests", "cpu", "type", "x", "template",
+        ];
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                "[a-z0-9.]{0,8}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(5, 64, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                    prop::collection::btree_map(prop::sample::select(KEYS), inner, 0..5)
+                        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            // Decoding any body as any served type answers Ok or a 400, never panics, and
+            // what it keeps re-decodes to itself (nothing unknown survives).
+            #[test]
+            fn decoding_never_panics(body in json(), which in 0..skiff_api::RESOURCES.len(), strict in any::<bool>()) {
+                let rt = &skiff_api::RESOURCES[which];
+                let mut body = body;
+                if let Value::Object(m) = &mut body {
+                    m.insert("kind".into(), json!(rt.kind));
+                    m.insert("apiVersion".into(), json!(rt.api_version));
+                }
+                let mode = if strict { FieldValidation::Strict } else { FieldValidation::Warn };
+                match decode_object(rt, body, mode) {
+                    Ok((obj, _)) => {
+                        let (again, warnings) = decode_object(rt, obj.clone(), FieldValidation::Strict)
+                            .expect("a decoded object decodes again");
+                        prop_assert!(warnings.is_empty());
+                        prop_assert_eq!(again, obj);
+                    }
+                    Err(e) => prop_assert_eq!(e.to_status().code, 400),
+                }
+            }
+
+            // Any bytes as a body: a 400, never a panic.
+            #[test]
+            fn parsing_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), yaml in any::<bool>()) {
+                let ct = if yaml { "application/yaml" } else { "application/json" };
+                if let Err(e) = parse_body(&bytes, ct) {
+                    prop_assert_eq!(e.to_status().code, 400);
+                }
+            }
+        }
+    }
 }
