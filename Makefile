@@ -34,6 +34,7 @@ test: deps
 
 lab: build
 	lab/store-up.sh
+	lab/apiserver-up.sh
 
 lab-down:
 	lab/store-down.sh

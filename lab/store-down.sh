@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stops the store members that lab/store-up.sh started (SIGTERM, then SIGKILL after
-# 10 s) and removes .lab/. With --keep, stops them but keeps .lab/ (data and logs).
+# Stops the apiserver and the store members that lab/apiserver-up.sh and
+# lab/store-up.sh started (SIGTERM, then SIGKILL after 10 s) and removes .lab/. With
+# --keep, stops them but keeps .lab/ (data and logs).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,14 @@ for pidfile in "$lab"/*.pid; do
     fi
     rm -f "$pidfile"
 done
+apiserver_pidfile="$root/.lab/apiserver/apiserver.pid"
+if [ -f "$apiserver_pidfile" ]; then
+    pid="$(cat "$apiserver_pidfile")"
+    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- " apiserver "; then
+        pids+=("$pid")
+    fi
+    rm -f "$apiserver_pidfile"
+fi
 
 if [ "${#pids[@]}" -gt 0 ]; then
     say "stopping pids ${pids[*]}"
@@ -42,7 +51,7 @@ if [ "${#pids[@]}" -gt 0 ]; then
         kill -KILL "${left[@]}" 2>/dev/null || true
     fi
 else
-    say "no store members running"
+    say "no lab processes running"
 fi
 
 if ! "$keep"; then
