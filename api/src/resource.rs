@@ -141,7 +141,14 @@ macro_rules! resource {
 /// `get all` look for them; a Deployment or ReplicaSet does their job.
 const REPLICATION_CONTROLLERS: ResourceType = ResourceType {
     writable: false,
-    ..resource!(core::ReplicationController, "ReplicationControllerList", "replicationcontroller", ["rc"], ["all"], [Status, Scale])
+    ..resource!(
+        core::ReplicationController,
+        "ReplicationControllerList",
+        "replicationcontroller",
+        ["rc"],
+        ["all"],
+        [Status, Scale]
+    )
 };
 
 /// Every resource skiff serves, grouped by API group as discovery lists them.

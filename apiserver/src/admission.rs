@@ -138,19 +138,28 @@ pub fn release_on_delete(rt: &ResourceType, obj: &Value, effects: &mut Vec<SideE
     }
 }
 
-/// The error for a write whose allocation or quota condition failed.
+/// The error for a write whose allocation or quota condition failed: an address or port
+/// already held is a 422 on the field, as Kubernetes reports it.
 pub fn explain_conflict(rt: &ResourceType, name: &str, key: &str) -> Error {
     if let Some(ip) = key.strip_prefix(SERVICE_IP_PREFIX) {
-        Error::conflict_because(
+        Error::invalid(
             rt,
             name,
-            &format!("failed to allocate IP {ip}: provided IP is already allocated"),
+            &[field_error(
+                "spec.clusterIPs",
+                ip,
+                &format!("failed to allocate IP {ip}: provided IP is already allocated"),
+            )],
         )
     } else if let Some(port) = key.strip_prefix(NODE_PORT_PREFIX) {
-        Error::conflict_because(
+        Error::invalid(
             rt,
             name,
-            &format!("failed to allocate nodePort {port}: provided port is already allocated"),
+            &[field_error(
+                "spec.ports[*].nodePort",
+                port,
+                "provided port is already allocated",
+            )],
         )
     } else {
         Error::conflict_because(
@@ -632,13 +641,14 @@ async fn charge_quota(
             let u = used.get(*k).copied().unwrap_or(0);
             let r = requested.get(*k).copied().unwrap_or(0);
             if r > 0 && u + r > limit {
-                over.push((k.to_string(), r, u, limit));
+                over.push(([r, u, limit], k.to_string()));
             }
         }
         if !over.is_empty() {
-            let fmt = |f: &dyn Fn(&(String, i128, i128, i128)) -> i128| {
+            // Kubernetes lists requested, used and limited amounts, each resource=amount.
+            let fmt = |which: usize| {
                 over.iter()
-                    .map(|o| format!("{}={}", o.0, format_quantity(&o.0, f(o))))
+                    .map(|(amounts, k)| format!("{k}={}", format_quantity(k, amounts[which])))
                     .collect::<Vec<_>>()
                     .join(",")
             };
@@ -648,9 +658,9 @@ async fn charge_quota(
                 format!(
                     "exceeded quota: {}, requested: {}, used: {}, limited: {}",
                     name(&quota.object),
-                    fmt(&|o| o.1),
-                    fmt(&|o| o.2),
-                    fmt(&|o| o.3)
+                    fmt(0),
+                    fmt(1),
+                    fmt(2)
                 ),
             ));
         }

@@ -323,9 +323,27 @@ mod tests {
 
         /// Keys that reach deep into the typed decoders, mixed with unknown ones.
         const KEYS: &[&str] = &[
-            "metadata", "name", "namespace", "labels", "spec", "status", "containers",
-            "image", "ports", "containerPort", "replicas", "selector", "matchLabels",
-            "template", "data", "resources", "requests", "cpu", "type", "x", "template",
+            "metadata",
+            "name",
+            "namespace",
+            "labels",
+            "spec",
+            "status",
+            "containers",
+            "image",
+            "ports",
+            "containerPort",
+            "replicas",
+            "selector",
+            "matchLabels",
+            "template",
+            "data",
+            "resources",
+            "requests",
+            "cpu",
+            "type",
+            "x",
+            "template",
         ];
 
         fn json() -> impl Strategy<Value = Value> {
@@ -338,8 +356,9 @@ mod tests {
             leaf.prop_recursive(5, 64, 6, |inner| {
                 prop_oneof![
                     prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-                    prop::collection::btree_map(prop::sample::select(KEYS), inner, 0..5)
-                        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                    prop::collection::btree_map(prop::sample::select(KEYS), inner, 0..5).prop_map(
+                        |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                    ),
                 ]
             })
         }

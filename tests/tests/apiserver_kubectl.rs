@@ -37,8 +37,19 @@ fn json_of(cp: &ControlPlane, args: &[&str]) -> Result<Value> {
 fn walk(cp: &ControlPlane) -> Result<()> {
     // Discovery: short names and the scale subresource are what later steps rely on.
     let resources = cp.kubectl_ok(&["api-resources"])?;
-    for line in ["deployments ", "deploy ", "apps/v1", "cronjobs ", "cj ", "configmaps ", "cm "] {
-        ensure!(resources.contains(line), "api-resources lacks {line:?}:\n{resources}");
+    for line in [
+        "deployments ",
+        "deploy ",
+        "apps/v1",
+        "cronjobs ",
+        "cj ",
+        "configmaps ",
+        "cm ",
+    ] {
+        ensure!(
+            resources.contains(line),
+            "api-resources lacks {line:?}:\n{resources}"
+        );
     }
     let version = cp.kubectl_ok(&["version", "-o", "json"])?;
     let version: Value = serde_json::from_str(&version)?;
@@ -46,23 +57,44 @@ fn walk(cp: &ControlPlane) -> Result<()> {
 
     // create and apply with kubectl's default validation (needs /openapi/v3).
     cp.kubectl_ok(&["create", "-f", &manifest("game-demo-configmap.yaml")])?;
-    for m in ["nginx-deployment.yaml", "my-service.yaml", "basic-auth-secret.yaml", "hello-cronjob.yaml", "game-demo-configmap.yaml"] {
+    for m in [
+        "nginx-deployment.yaml",
+        "my-service.yaml",
+        "basic-auth-secret.yaml",
+        "hello-cronjob.yaml",
+        "game-demo-configmap.yaml",
+    ] {
         let out = cp.kubectl_ok(&["apply", "-f", &manifest(m)])?;
-        ensure!(out.contains("created") || out.contains("configured"), "{m}: {out}");
+        ensure!(
+            out.contains("created") || out.contains("configured"),
+            "{m}: {out}"
+        );
     }
     let svc = json_of(cp, &["get", "service", "my-service"])?;
     let ip = svc["spec"]["clusterIP"].as_str().context("clusterIP")?;
-    ensure!(ip.starts_with("10."), "clusterIP {ip} not from the service range");
+    ensure!(
+        ip.starts_with("10."),
+        "clusterIP {ip} not from the service range"
+    );
     let secret = json_of(cp, &["get", "secret", "secret-basic-auth"])?;
-    assert_eq!(secret["data"]["username"], "YWRtaW4=", "stringData is merged into data");
+    assert_eq!(
+        secret["data"]["username"], "YWRtaW4=",
+        "stringData is merged into data"
+    );
 
     // Strict validation from kubectl: an unknown field is refused and nothing is stored.
     let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndataa:\n  a: b\n";
     let out = cp.kubectl_with_stdin(&["apply", "-f", "-"], bad)?;
     ensure!(!out.status.success(), "an unknown field was accepted");
     let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(err.contains("dataa"), "the error does not name the field: {err}");
-    ensure!(!cp.kubectl(&["get", "cm", "typo"])?.status.success(), "typo was stored");
+    ensure!(
+        err.contains("dataa"),
+        "the error does not name the field: {err}"
+    );
+    ensure!(
+        !cp.kubectl(&["get", "cm", "typo"])?.status.success(),
+        "typo was stored"
+    );
 
     // apply after an edit: new image and a new env var; strategic merge keeps the rest.
     let edited = std::fs::read_to_string(manifests().join("nginx-deployment.yaml"))?
@@ -78,7 +110,10 @@ fn walk(cp: &ControlPlane) -> Result<()> {
     assert_eq!(c["env"][0]["name"], "MODE");
     assert_eq!(c["ports"][0]["containerPort"], 80);
     assert_eq!(deploy["metadata"]["generation"], 2);
-    assert_eq!(deploy["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(
+        deploy["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+        "25%"
+    );
 
     // apply --prune -l: what leaves the labelled set is deleted.
     let dir = cp.dir().join("prune");
@@ -99,11 +134,20 @@ fn walk(cp: &ControlPlane) -> Result<()> {
 
     // get in every form.
     let table = cp.kubectl_ok(&["get", "deployments"])?;
-    ensure!(table.starts_with("NAME") && table.contains("READY") && table.contains("UP-TO-DATE"), "{table}");
+    ensure!(
+        table.starts_with("NAME") && table.contains("READY") && table.contains("UP-TO-DATE"),
+        "{table}"
+    );
     let wide = cp.kubectl_ok(&["get", "deployments", "-o", "wide"])?;
-    ensure!(wide.contains("IMAGES") && wide.contains("nginx:1.16.1") && wide.contains("app=nginx"), "{wide}");
+    ensure!(
+        wide.contains("IMAGES") && wide.contains("nginx:1.16.1") && wide.contains("app=nginx"),
+        "{wide}"
+    );
     let yaml = cp.kubectl_ok(&["get", "cm", "game-demo", "-o", "yaml"])?;
-    ensure!(yaml.contains("player_initial_lives: \"3\"") && yaml.contains("resourceVersion:"), "{yaml}");
+    ensure!(
+        yaml.contains("player_initial_lives: \"3\"") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
     let name = cp.kubectl_ok(&["get", "cronjob", "-o", "name"])?;
     assert_eq!(name.trim(), "cronjob.batch/hello");
     let all_ns = cp.kubectl_ok(&["get", "namespaces"])?;
@@ -111,18 +155,37 @@ fn walk(cp: &ControlPlane) -> Result<()> {
         ensure!(all_ns.contains(ns), "{all_ns}");
     }
     let everywhere = cp.kubectl_ok(&["get", "services", "-A"])?;
-    ensure!(everywhere.contains("NAMESPACE") && everywhere.contains("kubernetes") && everywhere.contains("my-service"), "{everywhere}");
+    ensure!(
+        everywhere.contains("NAMESPACE")
+            && everywhere.contains("kubernetes")
+            && everywhere.contains("my-service"),
+        "{everywhere}"
+    );
     let all = cp.kubectl_ok(&["get", "all"])?;
-    for what in ["service/my-service", "deployment.apps/nginx-deployment", "cronjob.batch/hello"] {
+    for what in [
+        "service/my-service",
+        "deployment.apps/nginx-deployment",
+        "cronjob.batch/hello",
+    ] {
         ensure!(all.contains(what), "get all lacks {what}:\n{all}");
     }
     let cj_table = cp.kubectl_ok(&["get", "cj", "hello"])?;
-    ensure!(cj_table.contains("SCHEDULE") && cj_table.contains("* * * * *"), "{cj_table}");
+    ensure!(
+        cj_table.contains("SCHEDULE") && cj_table.contains("* * * * *"),
+        "{cj_table}"
+    );
 
     // get -w sees a change made after it started.
     let mut watch = cp
         .kubectl_cmd()
-        .args(["get", "configmap", "keep", "-w", "-o", "jsonpath={.data.k}{\"\\n\"}"])
+        .args([
+            "get",
+            "configmap",
+            "keep",
+            "-w",
+            "-o",
+            "jsonpath={.data.k}{\"\\n\"}",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -141,7 +204,15 @@ fn walk(cp: &ControlPlane) -> Result<()> {
     });
     // The first line is the current value; change it once the watch has printed it.
     std::thread::sleep(Duration::from_millis(1500));
-    cp.kubectl_ok(&["patch", "configmap", "keep", "--type", "merge", "-p", r#"{"data":{"k":"changed"}}"#])?;
+    cp.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "keep",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"k":"changed"}}"#,
+    ])?;
     let seen = loop {
         if reader.is_finished() {
             break reader.join().unwrap_or_default();
@@ -150,20 +221,48 @@ fn walk(cp: &ControlPlane) -> Result<()> {
     };
     let _ = watch.kill();
     let _ = watch.wait();
-    ensure!(seen.contains("changed"), "get -w did not see the change: {seen:?}");
+    ensure!(
+        seen.contains("changed"),
+        "get -w did not see the change: {seen:?}"
+    );
 
     // label, annotate, and the three patch types.
     cp.kubectl_ok(&["label", "deployment", "nginx-deployment", "tier=web"])?;
     let labelled = cp.kubectl_ok(&["get", "deploy", "-l", "tier=web", "-o", "name"])?;
     assert_eq!(labelled.trim(), "deployment.apps/nginx-deployment");
     cp.kubectl_ok(&["annotate", "configmap", "game-demo", "owner=games"])?;
-    cp.kubectl_ok(&["patch", "deployment", "nginx-deployment", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.17"}]}}}}"#])?;
-    cp.kubectl_ok(&["patch", "configmap", "game-demo", "--type", "merge", "-p", r#"{"data":{"player_initial_lives":"5"}}"#])?;
-    cp.kubectl_ok(&["patch", "configmap", "game-demo", "--type", "json", "-p", r#"[{"op":"add","path":"/data/extra","value":"1"}]"#])?;
+    cp.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "nginx-deployment",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.17"}]}}}}"#,
+    ])?;
+    cp.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "game-demo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"player_initial_lives":"5"}}"#,
+    ])?;
+    cp.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "game-demo",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/extra","value":"1"}]"#,
+    ])?;
     let deploy = json_of(cp, &["get", "deployment", "nginx-deployment"])?;
     let c = &deploy["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["image"], "nginx:1.17");
-    assert_eq!(c["env"][0]["name"], "MODE", "the strategic patch kept the env");
+    assert_eq!(
+        c["env"][0]["name"], "MODE",
+        "the strategic patch kept the env"
+    );
     let cm = json_of(cp, &["get", "configmap", "game-demo"])?;
     assert_eq!(cm["data"]["player_initial_lives"], "5");
     assert_eq!(cm["data"]["extra"], "1");
@@ -178,12 +277,33 @@ fn walk(cp: &ControlPlane) -> Result<()> {
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n";
     cp.kubectl_ok_stdin(&["create", "-f", "-"], pod)?;
     let described = cp.kubectl_ok(&["describe", "pod", "web"])?;
-    for line in ["Name:", "web", "Status:", "Pending", "QoS Class:", "BestEffort", "Tolerations:"] {
-        ensure!(described.contains(line), "describe pod lacks {line:?}:\n{described}");
+    for line in [
+        "Name:",
+        "web",
+        "Status:",
+        "Pending",
+        "QoS Class:",
+        "BestEffort",
+        "Tolerations:",
+    ] {
+        ensure!(
+            described.contains(line),
+            "describe pod lacks {line:?}:\n{described}"
+        );
     }
     let described = cp.kubectl_ok(&["describe", "deployment", "nginx-deployment"])?;
-    for line in ["Selector:", "app=nginx", "Replicas:", "5 desired", "RollingUpdateStrategy:", "MODE:"] {
-        ensure!(described.contains(line), "describe deployment lacks {line:?}:\n{described}");
+    for line in [
+        "Selector:",
+        "app=nginx",
+        "Replicas:",
+        "5 desired",
+        "RollingUpdateStrategy:",
+        "MODE:",
+    ] {
+        ensure!(
+            described.contains(line),
+            "describe deployment lacks {line:?}:\n{described}"
+        );
     }
 
     // delete by name, by label, and --all.
@@ -192,7 +312,10 @@ fn walk(cp: &ControlPlane) -> Result<()> {
     cp.kubectl_ok(&["label", "configmap", "game-demo", "app=x"])?;
     cp.kubectl_ok(&["delete", "configmap", "-l", "app=x"])?;
     let left = cp.kubectl_ok(&["get", "configmap", "-o", "name"])?;
-    ensure!(!left.contains("game-demo") && !left.contains("keep"), "{left}");
+    ensure!(
+        !left.contains("game-demo") && !left.contains("keep"),
+        "{left}"
+    );
     cp.kubectl_ok(&["delete", "deployments", "--all"])?;
     let left = cp.kubectl_ok(&["get", "deployments", "-o", "name"])?;
     ensure!(left.trim().is_empty(), "{left}");
