@@ -272,6 +272,20 @@ fn column_lists_match_kubernetes() {
             &["Containers", "Images", "Selector"],
         ),
         (
+            "ReplicationController",
+            &[
+                "Name",
+                "Desired",
+                "Current",
+                "Ready",
+                "Age",
+                "Containers",
+                "Images",
+                "Selector",
+            ],
+            &["Containers", "Images", "Selector"],
+        ),
+        (
             "StatefulSet",
             &["Name", "Ready", "Age", "Containers", "Images"],
             &["Containers", "Images"],
