@@ -1,5 +1,5 @@
 //! skiff-client against the real apiserver on a real 3-member skiff store: the typed REST
-//! calls, the watcher and reflector across a broken watch and a compaction, the
+//! calls, the watcher and reflector across a broken watch and a compaction, bookmarks, the
 //! controller runner, and Lease leader election. The client's own unit tests use a fake
 //! server; these check that the client and skiff's apiserver agree with each other and
 //! with Kubernetes.
@@ -29,7 +29,8 @@ use skiff_client::leader_election::Outcome;
 use skiff_client::watcher::{self, Event};
 use skiff_client::{
     reflector, Action, Api, Client, Controller, DeleteParams, Deleted, LeaderElectionConfig,
-    LeaderElector, ListParams, Patch, PatchParams, PostParams, ResourceExt,
+    LeaderElector, ListParams, Patch, PatchParams, PostParams, ResourceExt, WatchEvent,
+    WatchParams,
 };
 use skiff_tests::control_plane::ControlPlane;
 
@@ -851,6 +852,70 @@ async fn watch_body(cp: &ControlPlane) -> Result<()> {
     )
     .await?;
     task.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookmarks_move_a_quiet_watch_past_compactions() {
+    let cp = ControlPlane::start(1).await.unwrap();
+    bookmark_body(&cp).await.unwrap();
+}
+
+async fn bookmark_body(cp: &ControlPlane) -> Result<()> {
+    let client = Client::new(&cp.url(0))?;
+    create_namespaces(&client, &["quiet", "busy"]).await?;
+    let quiet: Api<ConfigMap> = Api::namespaced(client.clone(), "quiet");
+    let busy: Api<ConfigMap> = Api::namespaced(client.clone(), "busy");
+    let listed = quiet.list(&ListParams::default()).await?;
+    let listed_rv = listed.metadata.resource_version.context("list rv")?;
+    let mut watch = quiet
+        .watch(&WatchParams::default().timeout(30), &listed_rv)
+        .await?;
+    let elsewhere = busy
+        .create(&PostParams::default(), &config_map("x", &[], &[]))
+        .await?;
+    let elsewhere_rv: i64 = elsewhere.resource_version().context("rv")?.parse()?;
+
+    // Nothing changes in "quiet", yet its watch learns how far the store has come (the
+    // apiserver asks the store for progress every 10 s).
+    let bookmark = tokio::time::timeout(Duration::from_secs(25), async {
+        loop {
+            match watch.next().await {
+                Some(Ok(WatchEvent::Bookmark(b))) => {
+                    if b.resource_version.parse::<i64>()? >= elsewhere_rv {
+                        return Ok(b.resource_version);
+                    }
+                }
+                Some(Ok(other)) => bail!("a quiet watch got {other:?}"),
+                Some(Err(e)) => return Err(e.into()),
+                None => bail!("the watch ended"),
+            }
+        }
+    })
+    .await
+    .context("no bookmark")??;
+    drop(watch);
+
+    // Compacted up to the bookmark: watching from it works, from the list's version is 410.
+    let mut etcd = cp.store.client().await?;
+    etcd.compact(bookmark.parse::<i64>()?, None).await?;
+    let mut old = quiet
+        .watch(&WatchParams::default().timeout(5), &listed_rv)
+        .await?;
+    match tokio::time::timeout(Duration::from_secs(10), old.next()).await? {
+        Some(Ok(WatchEvent::Error(status))) => ensure!(status.code == Some(410), "{status:?}"),
+        other => bail!("a watch from a compacted version got {other:?}"),
+    }
+    let mut fresh = quiet
+        .watch(&WatchParams::default().timeout(15), &bookmark)
+        .await?;
+    quiet
+        .create(&PostParams::default(), &config_map("y", &[], &[]))
+        .await?;
+    match tokio::time::timeout(Duration::from_secs(10), fresh.next()).await? {
+        Some(Ok(WatchEvent::Added(cm))) => ensure!(cm.name() == "y"),
+        other => bail!("a watch from the bookmark got {other:?}"),
+    }
     Ok(())
 }
 
