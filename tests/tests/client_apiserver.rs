@@ -133,7 +133,12 @@ async fn typed_rest_round_trip() {
 }
 
 async fn rest_body(cp: &ControlPlane) -> Result<()> {
-    let client = Client::new(&cp.url(0))?;
+    // The kubeconfig kubectl uses in the other suites names the same server.
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    ensure!(client.base_url() == cp.url(0) && client.default_namespace() == "default");
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::default_namespaced(client.clone());
+    ensure!(services.get_opt("kubernetes").await?.is_some());
     let pp = PostParams::default();
 
     // Cluster-scoped namespaces: the system ones are there, ours join them.
