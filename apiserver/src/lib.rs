@@ -323,6 +323,24 @@ fn list_json(rt: &ResourceType, listed: handlers::Listed) -> Value {
     })
 }
 
+/// What a DELETE of one object answers, as Kubernetes' registry does: the object while
+/// it is still there (finalizers, a grace period) and always for pods and services
+/// (`ReturnDeletedObject`); otherwise a success Status naming what was removed, which is
+/// how clients tell "gone" from "being deleted".
+fn deleted_answer(rt: &ResourceType, obj: Value) -> Value {
+    if objects::is_deleting(&obj) || matches!(rt.kind, "Pod" | "Service") {
+        return obj;
+    }
+    let mut details = json!({"name": objects::name(&obj), "kind": rt.plural});
+    if !rt.group.is_empty() {
+        details["group"] = json!(rt.group);
+    }
+    if let Some(uid) = objects::meta_str(&obj, "uid") {
+        details["uid"] = json!(uid);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     server: &Arc<Server>,
@@ -418,7 +436,7 @@ async fn resource_request(
         }
         (None, "DELETE", true) => {
             let w = server.delete(&t, q, body).await?;
-            Ok(json_response(w.code, &w.object))
+            Ok(json_response(w.code, &deleted_answer(rt, w.object)))
         }
         (None, "DELETE", false) => {
             let v = server.delete_collection(&t, q, body).await?;

@@ -202,7 +202,13 @@ impl Storage {
         })
         .await
         .map_err(|e| compacted_to_gone(e, revision))?;
-        let read_at = resp.header().map(|h| h.revision()).unwrap_or(revision);
+        // The header carries the store's current revision even for a read at an older
+        // one; a page of a snapshot must report (and continue at) the snapshot's.
+        let read_at = if revision > 0 {
+            revision
+        } else {
+            resp.header().map(|h| h.revision()).unwrap_or(0)
+        };
         let items = resp.kvs().iter().map(decode).collect::<Result<Vec<_>>>()?;
         let (more_after, remaining) = if resp.more() {
             let last = resp

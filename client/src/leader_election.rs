@@ -374,31 +374,46 @@ impl LeaderElector {
         }
     }
 
-    /// Gives the Lease up if we hold it: empty holder, a 1 s duration, as client-go does,
-    /// so waiting candidates take over at their next try. Reads the Lease afresh, since a
-    /// renewal cut short by shutdown may have changed it after our last observation.
+    /// Gives the Lease up if we hold it: an empty holder (`""`, as client-go writes it)
+    /// and a 1 s duration, so waiting candidates take over at their next try. Reads the
+    /// Lease afresh, since a renewal cut short by shutdown may have changed it after our
+    /// last observation.
     pub async fn release(&mut self) -> Result<()> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
-            return Ok(());
-        };
-        let Some(spec) = lease.spec.as_mut() else {
-            return Ok(());
-        };
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-            return Ok(());
+        // A renewal cancelled by shutdown may still land on the server between our read
+        // and our write; its 409 is not a reason to leave the Lease to expire.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+                return Ok(());
+            };
+            let Some(spec) = lease.spec.as_mut() else {
+                return Ok(());
+            };
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(());
+            }
+            let now = Some(MicroTime(jiff::Timestamp::now()));
+            spec.holder_identity = Some(String::new());
+            spec.lease_duration_seconds = Some(1);
+            spec.acquire_time = now.clone();
+            spec.renew_time = now;
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(released) => {
+                    tracing::info!(lease = %self.name, identity = %self.identity, "released lease");
+                    self.observe(released, Instant::now());
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() && attempts < 3 => {
+                    tracing::debug!(lease = %self.name, error = %e, "lease changed while releasing; reading it again");
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let now = Some(MicroTime(jiff::Timestamp::now()));
-        spec.holder_identity = None;
-        spec.lease_duration_seconds = Some(1);
-        spec.acquire_time = now.clone();
-        spec.renew_time = now;
-        let released = self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await?;
-        tracing::info!(lease = %self.name, identity = %self.identity, "released lease");
-        self.observe(released, Instant::now());
-        Ok(())
     }
 }
 

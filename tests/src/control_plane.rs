@@ -147,6 +147,14 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Starts apiserver i again on its old port (after [`Self::kill_apiserver`]), so that
+    /// clients holding its URL reconnect, and waits until it is ready.
+    pub async fn restart_apiserver(&self, i: usize) -> Result<()> {
+        self.kill_apiserver(i)?;
+        self.spawn(i)?;
+        self.wait_ready(i, Duration::from_secs(30)).await
+    }
+
     /// The tail of apiserver i's log.
     pub fn log_tail(&self, i: usize) -> String {
         let a = self.apiservers.lock().unwrap_or_else(|p| p.into_inner());
