@@ -183,6 +183,14 @@ impl Server {
         }
     }
 
+    /// Reads the object at `key`, or answers 404 for `name`.
+    async fn must_get(&self, rt: &ResourceType, key: &str, name: &str) -> Result<Stored> {
+        self.storage
+            .get(key)
+            .await?
+            .ok_or_else(|| Error::not_found(rt, name))
+    }
+
     /// LIST with selectors and paging.
     pub async fn list(&self, t: &Target, q: &Query) -> Result<Listed> {
         let selectors = Selectors::parse(t.rt, q)?;
@@ -529,11 +537,7 @@ impl Server {
         };
         let validation = q.field_validation()?;
         for _ in 0..MAX_RETRIES {
-            let current = self
-                .storage
-                .get(&key)
-                .await?
-                .ok_or_else(|| Error::not_found(rt, &name_))?;
+            let current = self.must_get(rt, &key, &name_).await?;
             let patched = if content_type.starts_with("application/json-patch+json") {
                 skiff_api::patch::apply_json_patch(&current.object, &patch)
             } else if content_type.starts_with("application/merge-patch+json") {
@@ -588,11 +592,7 @@ impl Server {
             ));
         }
         for _ in 0..MAX_RETRIES {
-            let current = self
-                .storage
-                .get(&key)
-                .await?
-                .ok_or_else(|| Error::not_found(rt, &name_))?;
+            let current = self.must_get(rt, &key, &name_).await?;
             options.check_preconditions(rt, &name_, &current)?;
             let mut obj = current.object.clone();
             let mut fins = finalizers(&obj);
@@ -701,11 +701,7 @@ impl Server {
         let name_ = t.name.clone().unwrap_or_default();
         let key = rt.key(self.namespace_of(t).as_deref(), &name_);
         for _ in 0..MAX_RETRIES {
-            let current = self
-                .storage
-                .get(&key)
-                .await?
-                .ok_or_else(|| Error::not_found(rt, &name_))?;
+            let current = self.must_get(rt, &key, &name_).await?;
             let scale = scale_of(&current.object);
             let body_json: Value = serde_json::from_slice(body)
                 .map_err(|e| Error::bad_request(format!("the body is not valid JSON: {e}")))?;
@@ -769,11 +765,7 @@ impl Server {
         }
         let key = rt.key(self.namespace_of(t).as_deref(), &name_);
         for _ in 0..MAX_RETRIES {
-            let current = self
-                .storage
-                .get(&key)
-                .await?
-                .ok_or_else(|| Error::not_found(rt, &name_))?;
+            let current = self.must_get(rt, &key, &name_).await?;
             if is_deleting(&current.object) {
                 return Err(Error::conflict_because(
                     rt,
