@@ -202,7 +202,13 @@ impl Storage {
         })
         .await
         .map_err(|e| compacted_to_gone(e, revision))?;
-        let read_at = resp.header().map(|h| h.revision()).unwrap_or(revision);
+        // A read at a past revision answers with the store's current revision in its
+        // header (as etcd does); the page's revision is the one it was read at.
+        let read_at = if revision > 0 {
+            revision
+        } else {
+            resp.header().map(|h| h.revision()).unwrap_or(0)
+        };
         let items = resp.kvs().iter().map(decode).collect::<Result<Vec<_>>>()?;
         let (more_after, remaining) = if resp.more() {
             let last = resp
