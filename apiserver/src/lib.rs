@@ -83,6 +83,13 @@ pub async fn run(
             addr: config.listen.to_string(),
             source,
         })?;
+    // Watch events and streamed lists are many small writes: with Nagle's algorithm
+    // each one after the first waits for the client's (delayed, up to 40 ms) ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    });
     bootstrap(&server).await?;
     tracing::info!(listen = %config.listen, etcd = ?config.etcd_servers, "apiserver serving");
     axum::serve(listener, router(server, openapi))
