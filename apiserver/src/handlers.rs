@@ -2,6 +2,7 @@
 //! and the status, scale, binding and eviction subresources.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -15,7 +16,7 @@ use crate::objects::{
     now_rfc3339, rfc3339_in,
 };
 use crate::request::{Query, Target};
-use crate::storage::{Stored, WriteConflict};
+use crate::storage::{Stored, WriteConflict, STORE_PAGE};
 use crate::Server;
 
 /// How many times a write that lost a race (without a client-given resourceVersion) is
@@ -164,6 +165,68 @@ pub struct Listed {
     pub remaining: Option<i64>,
 }
 
+/// An unpaged list read from the store a page of [`STORE_PAGE`] objects at a time, every
+/// page at the first one's revision, so that the list is one consistent snapshot and
+/// the apiserver holds one page at a time, however many objects there are.
+pub struct ListPages {
+    server: Arc<Server>,
+    prefix: String,
+    selectors: Selectors,
+    revision: i64,
+    /// Where the next store read starts (None: the prefix's beginning).
+    next: Option<String>,
+    /// The first page, read when the list started and not handed out yet.
+    first: Option<Vec<Value>>,
+    done: bool,
+}
+
+impl ListPages {
+    /// The revision the list is read at: its resourceVersion.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Whether every page has been read from the store.
+    pub fn read_all(&self) -> bool {
+        self.done
+    }
+
+    /// The next page's matching objects, in key order; None after the last page.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Value>>> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        self.read().await.map(Some)
+    }
+
+    async fn read(&mut self) -> Result<Vec<Value>> {
+        let page = self
+            .server
+            .storage
+            .list(
+                &self.prefix,
+                self.next.as_deref(),
+                STORE_PAGE,
+                self.revision,
+            )
+            .await?;
+        self.revision = page.revision;
+        match page.more_after {
+            Some(k) => self.next = Some(format!("{k}\0")),
+            None => self.done = true,
+        }
+        Ok(page
+            .items
+            .into_iter()
+            .map(|s| s.object)
+            .filter(|o| self.selectors.matches(o))
+            .collect())
+    }
+}
+
 impl Server {
     fn namespace_of(&self, t: &Target) -> Option<String> {
         if t.rt.namespaced {
@@ -212,11 +275,14 @@ impl Server {
             };
             // With a selector, read a little more than asked so that few round trips
             // fill the page.
-            let batch = if limit > 0 && !selectors.is_empty() {
+            let wanted = if limit > 0 && !selectors.is_empty() {
                 want.max(100)
-            } else {
+            } else if limit > 0 {
                 want
+            } else {
+                STORE_PAGE
             };
+            let batch = wanted.min(STORE_PAGE);
             let page = self
                 .storage
                 .list(&prefix, start.as_deref(), batch, revision)
@@ -267,6 +333,37 @@ impl Server {
             }
             start = page.more_after.map(|k| format!("{k}\0"));
         }
+    }
+
+    /// An unpaged LIST (no `limit`) as a sequence of store pages; see [`ListPages`].
+    pub async fn list_pages(self: &Arc<Self>, t: &Target, q: &Query) -> Result<ListPages> {
+        let selectors = Selectors::parse(t.rt, q)?;
+        let prefix = t.rt.prefix(self.namespace_of(t).as_deref());
+        let (revision, start) = match q.get("continue") {
+            Some(c) if !c.is_empty() => {
+                let (rv, start) = decode_continue(c, &prefix)?;
+                (rv, Some(start))
+            }
+            _ => (0, None),
+        };
+        let mut pages = ListPages {
+            server: self.clone(),
+            prefix,
+            selectors,
+            revision,
+            next: start,
+            first: None,
+            done: false,
+        };
+        // The first page is read now so that its failure is the answer's status.
+        let first = pages.read().await.map_err(|e| match e {
+            Error::Status(s) if s.code == 410 => Error::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ),
+            other => other,
+        })?;
+        pages.first = Some(first);
+        Ok(pages)
     }
 
     async fn any_after(&self, prefix: &str, token: &str, revision: i64) -> Result<bool> {

@@ -22,6 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_api::table::IncludeObject;
 use skiff_api::{ResourceType, Subresource};
@@ -82,6 +83,13 @@ pub async fn run(
             addr: config.listen.to_string(),
             source,
         })?;
+    // Watch events and streamed lists are many small writes: with Nagle's algorithm
+    // each one after the first waits for the client's (delayed, up to 40 ms) ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    });
     bootstrap(&server).await?;
     tracing::info!(listen = %config.listen, etcd = ?config.etcd_servers, "apiserver serving");
     axum::serve(listener, router(server, openapi))
@@ -341,6 +349,136 @@ fn deleted_answer(rt: &ResourceType, obj: Value) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
+/// What an unpaged list's entries are.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// The objects (a `…List`).
+    Objects,
+    /// Table rows (`kubectl get`).
+    Table {
+        kind: &'static str,
+        now: jiff::Timestamp,
+        include: IncludeObject,
+    },
+}
+
+impl Rows {
+    /// The list's JSON without its entries, as the bytes before and after them.
+    fn envelope(self, rt: &ResourceType, revision: i64) -> (Vec<u8>, Vec<u8>) {
+        let metadata = json!({"resourceVersion": revision.to_string()});
+        let (mut head, field) = match self {
+            Rows::Objects => (
+                json!({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": metadata}),
+                "items",
+            ),
+            Rows::Table { kind, now, include } => {
+                let mut head = skiff_api::table::table(kind, &[], now, include);
+                head["metadata"] = metadata;
+                (head, "rows")
+            }
+        };
+        if let Some(m) = head.as_object_mut() {
+            m.remove(field);
+        }
+        let mut open = serde_json::to_vec(&head).unwrap_or_default();
+        // `{…}` becomes `{…,"items":[`: the entries go last, streamed.
+        open.pop();
+        if open.len() > 1 {
+            open.push(b',');
+        }
+        open.extend_from_slice(format!("\"{field}\":[").as_bytes());
+        (open, b"]}".to_vec())
+    }
+
+    /// Appends a page's entries to `out`, each after a comma unless it is the first.
+    fn write(self, objects: &[Value], first: &mut bool, out: &mut Vec<u8>) {
+        let rows;
+        let entries = match self {
+            Rows::Objects => objects,
+            Rows::Table { kind, now, include } => {
+                let mut table = skiff_api::table::table(kind, objects, now, include);
+                rows = match table.get_mut("rows").map(Value::take) {
+                    Some(Value::Array(rows)) => rows,
+                    _ => Vec::new(),
+                };
+                &rows[..]
+            }
+        };
+        for entry in entries {
+            if !std::mem::take(first) {
+                out.push(b',');
+            }
+            // Writing a Value to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, entry);
+        }
+    }
+}
+
+/// Answers an unpaged list. One store page is answered whole; a longer list is streamed,
+/// the next store page read as the client takes the previous one, so that the
+/// apiserver's memory does not grow with the number of objects. A store failure after
+/// the first page cuts the answer short (the status is sent already), which the client
+/// sees as a broken body, never as a shorter list.
+async fn unpaged_list(
+    rt: &'static ResourceType,
+    mut pages: handlers::ListPages,
+    rows: Rows,
+) -> Result<Response> {
+    let (open, close) = rows.envelope(rt, pages.revision());
+    let mut first = true;
+    let mut body = open;
+    if let Some(objects) = pages.next_page().await? {
+        rows.write(&objects, &mut first, &mut body);
+    }
+    if pages.read_all() {
+        body.extend_from_slice(&close);
+        return Ok((
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response());
+    }
+    struct Stream {
+        pages: handlers::ListPages,
+        rows: Rows,
+        first: bool,
+        close: Option<Vec<u8>>,
+    }
+    let state = Stream {
+        pages,
+        rows,
+        first,
+        close: Some(close),
+    };
+    let rest = futures::stream::unfold(state, |mut s| async move {
+        loop {
+            let close = s.close.take()?;
+            match s.pages.next_page().await {
+                Ok(Some(objects)) => {
+                    s.close = Some(close);
+                    let mut chunk = Vec::new();
+                    s.rows.write(&objects, &mut s.first, &mut chunk);
+                    // An empty chunk would end a chunked body early in some clients.
+                    if !chunk.is_empty() {
+                        return Some((Ok(Bytes::from(chunk)), s));
+                    }
+                }
+                Ok(None) => return Some((Ok(Bytes::from(close)), s)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a streamed list failed after its first page");
+                    return Some((Err(std::io::Error::other(e.to_string())), s));
+                }
+            }
+        }
+    });
+    let stream = futures::stream::once(async move { Ok(Bytes::from(body)) }).chain(rest);
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| Error::internal(e.to_string()))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     server: &Arc<Server>,
@@ -388,6 +526,19 @@ async fn resource_request(
                 watch::Render::Object
             };
             watch::watch(server.clone(), t, q, render).await
+        }
+        (None, "GET", false) if q.int("limit")?.unwrap_or(0) <= 0 => {
+            let rows = if table {
+                Rows::Table {
+                    kind: rt.kind,
+                    now,
+                    include: include_object(q)?,
+                }
+            } else {
+                Rows::Objects
+            };
+            let pages = server.list_pages(&t, q).await?;
+            unpaged_list(rt, pages, rows).await
         }
         (None, "GET", false) => {
             let listed = server.list(&t, q).await?;
@@ -485,5 +636,68 @@ async fn resource_request(
                 None => rt.plural.to_string(),
             },
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> Vec<Value> {
+        (0..3)
+            .map(|i| json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("p{i}"), "namespace": "default", "resourceVersion": "7"},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+            .collect()
+    }
+
+    /// The list as the streamed path writes it, pages of `sizes` objects.
+    fn streamed(rows: Rows, rt: &ResourceType, objects: &[Value], sizes: &[usize]) -> Value {
+        let (mut body, close) = rows.envelope(rt, 9);
+        let mut first = true;
+        let mut at = 0;
+        for n in sizes {
+            rows.write(&objects[at..at + n], &mut first, &mut body);
+            at += n;
+        }
+        body.extend_from_slice(&close);
+        serde_json::from_slice(&body).expect("the streamed list is JSON")
+    }
+
+    #[test]
+    fn a_streamed_list_is_the_list() {
+        let rt = ResourceType::lookup("", "v1", "pods").unwrap();
+        let items = pods();
+        let whole = list_json(
+            rt,
+            handlers::Listed {
+                items: items.clone(),
+                revision: 9,
+                continue_token: None,
+                remaining: None,
+            },
+        );
+        for sizes in [&[3][..], &[1, 0, 2], &[0], &[]] {
+            let objects = &items[..sizes.iter().sum::<usize>()];
+            let mut expected = whole.clone();
+            expected["items"] = json!(objects);
+            assert_eq!(streamed(Rows::Objects, rt, objects, sizes), expected);
+        }
+    }
+
+    #[test]
+    fn a_streamed_table_is_the_table() {
+        let rt = ResourceType::lookup("", "v1", "pods").unwrap();
+        let items = pods();
+        let now = jiff::Timestamp::now();
+        let include = IncludeObject::Metadata;
+        let mut whole = skiff_api::table::table("Pod", &items, now, include);
+        whole["metadata"]["resourceVersion"] = json!("9");
+        let rows = Rows::Table {
+            kind: "Pod",
+            now,
+            include,
+        };
+        assert_eq!(streamed(rows, rt, &items, &[2, 1]), whole);
     }
 }

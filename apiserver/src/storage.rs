@@ -12,6 +12,11 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// The most objects a list reads from the store at once: it bounds the memory a list
+/// holds, and keeps each store answer far below the gRPC client's 4 MiB message limit
+/// (10,000 small pods are 11 MB).
+pub const STORE_PAGE: i64 = 500;
+
 /// A stored object with the revision it was last modified at.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -179,7 +184,9 @@ impl Storage {
     }
 
     /// Reads up to `limit` objects (0 = all) under `prefix`, starting at key `start`
-    /// (inclusive; `None` = the prefix's beginning), at `revision` (0 = latest).
+    /// (inclusive; `None` = the prefix's beginning), at `revision` (0 = latest). A read of
+    /// many objects should be split into pages of [`STORE_PAGE`]: a store answer over
+    /// 4 MiB fails.
     pub async fn list(
         &self,
         prefix: &str,
@@ -189,21 +196,29 @@ impl Storage {
     ) -> Result<Page> {
         let end = prefix_end(prefix);
         let from = start.unwrap_or(prefix).to_string();
-        let resp = retry(|| {
-            let mut kv = self.client.kv_client();
-            let (from, end) = (from.clone(), end.clone());
-            async move {
-                let mut opts = GetOptions::new().with_range(end).with_limit(limit);
-                if revision > 0 {
-                    opts = opts.with_revision(revision);
+        let mut limit = limit;
+        let resp = loop {
+            let read = retry(|| {
+                let mut kv = self.client.kv_client();
+                let (from, end) = (from.clone(), end.clone());
+                async move {
+                    let mut opts = GetOptions::new().with_range(end).with_limit(limit);
+                    if revision > 0 {
+                        opts = opts.with_revision(revision);
+                    }
+                    kv.get(from, Some(opts)).await
                 }
-                kv.get(from, Some(opts)).await
+            })
+            .await;
+            // A page of large objects can exceed the client's message limit; a caller
+            // that pages (limit > 0) follows `more_after`, so a smaller page is fine.
+            match read {
+                Err(e) if limit > 1 && too_large(&e) => limit /= 2,
+                read => break read.map_err(|e| compacted_to_gone(e, revision))?,
             }
-        })
-        .await
-        .map_err(|e| compacted_to_gone(e, revision))?;
-        // The header carries the store's current revision even for a read at an older
-        // one; a page of a snapshot must report (and continue at) the snapshot's.
+        };
+        // A read at a past revision answers with the store's current revision in its
+        // header (as etcd does); the page's revision is the one it was read at.
         let read_at = if revision > 0 {
             revision
         } else {
@@ -351,6 +366,12 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// Whether a read failed because its answer exceeded the gRPC client's message limit.
+fn too_large(e: &Error) -> bool {
+    matches!(e, Error::Store(etcd_client::Error::GRpcStatus(s))
+        if s.code() == tonic::Code::OutOfRange && s.message().contains("message length too large"))
 }
 
 fn compacted_to_gone(e: Error, revision: i64) -> Error {

@@ -117,6 +117,12 @@ impl ControlPlane {
         format!("http://127.0.0.1:{}", a[i].port)
     }
 
+    /// Process id of apiserver i, or None when it is not running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        let a = self.apiservers.lock().unwrap_or_else(|p| p.into_inner());
+        a[i].child.as_ref().map(Child::id)
+    }
+
     /// Waits until apiserver i answers `/readyz`.
     pub async fn wait_ready(&self, i: usize, timeout: Duration) -> Result<()> {
         let url = format!("{}/readyz", self.url(i));
