@@ -140,17 +140,35 @@ async fn run(args: Args) -> Result<()> {
         creator.create().await?;
     }
 
+    let procs = Procs::of(&cp)?;
+    let cpu_before = procs.cpu()?;
     let steady = creator
         .open_loop(args.steady_rate, Duration::from_secs(args.steady_secs))
         .await;
+    let cpu_steady = procs.cpu()?;
     steady.print("steady", &format!("rate={}/s", args.steady_rate));
     emit(steady.json("steady", json!({"target_rate": args.steady_rate})));
+    procs.report(
+        "steady",
+        &cpu_before,
+        &cpu_steady,
+        steady.latencies_us.len(),
+        steady.secs,
+    );
 
     let max = creator
         .closed_loop(args.max_clients, Duration::from_secs(args.max_secs))
         .await;
+    let cpu_max = procs.cpu()?;
     max.print("max", &format!("clients={}", args.max_clients));
     emit(max.json("max", json!({"clients": args.max_clients})));
+    procs.report(
+        "max",
+        &cpu_steady,
+        &cpu_max,
+        max.latencies_us.len(),
+        max.secs,
+    );
 
     let stored = names.load(Ordering::Relaxed) - steady.errors - max.errors;
     let fill_started = Instant::now();
@@ -872,6 +890,80 @@ impl Watcher {
             self.complete.fetch_add(1, Ordering::Relaxed);
         }
         received
+    }
+}
+
+/// The processes whose CPU time a phase is charged: the apiserver, the store members,
+/// and this bench.
+struct Procs {
+    names: Vec<String>,
+    pids: Vec<u32>,
+}
+
+impl Procs {
+    fn of(cp: &ControlPlane) -> Result<Procs> {
+        let mut names = vec!["apiserver".to_string()];
+        let mut pids = vec![cp.pid(0).context("the apiserver is not running")?];
+        for i in 0..cp.store.len() {
+            names.push(cp.store.name(i).to_string());
+            pids.push(
+                cp.store
+                    .member_pid(i)
+                    .with_context(|| format!("{} is not running", cp.store.name(i)))?,
+            );
+        }
+        names.push("bench".into());
+        pids.push(std::process::id());
+        Ok(Procs { names, pids })
+    }
+
+    /// Each process's user + system CPU time so far, in seconds.
+    fn cpu(&self) -> Result<Vec<f64>> {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        self.pids
+            .iter()
+            .map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+                // Fields after the command (which may hold spaces) in parentheses;
+                // utime and stime are the 14th and 15th fields of the line.
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                Ok((field(11) + field(12)) / ticks)
+            })
+            .collect()
+    }
+
+    /// Prints and emits the CPU each process used in a phase, per create and in cores.
+    fn report(&self, phase: &str, before: &[f64], after: &[f64], ops: usize, secs: f64) {
+        let used: Vec<f64> = before.iter().zip(after).map(|(b, a)| a - b).collect();
+        let per_op_ms = |s: f64| s * 1e3 / ops.max(1) as f64;
+        let total: f64 = used.iter().sum();
+        let parts: Vec<String> = self
+            .names
+            .iter()
+            .zip(&used)
+            .map(|(n, s)| format!("{n}={:.2}", per_op_ms(*s)))
+            .collect();
+        println!(
+            "cpu    {phase:<6} ms per create: {} total={:.2} ({:.2} cores over the phase)",
+            parts.join(" "),
+            per_op_ms(total),
+            total / secs
+        );
+        let per_process: serde_json::Map<String, Value> = self
+            .names
+            .iter()
+            .zip(&used)
+            .map(|(n, s)| (n.clone(), json!(per_op_ms(*s))))
+            .collect();
+        emit(
+            json!({"measure": "cpu", "phase": phase, "ms_per_create": per_process,
+            "total_ms_per_create": per_op_ms(total), "cores": total / secs}),
+        );
     }
 }
 
