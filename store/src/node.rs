@@ -515,7 +515,13 @@ impl Node {
         self.next_read_ctx += 1;
         let waiting = std::mem::take(&mut self.pending_reads);
         self.inflight_reads.insert(ctx, (waiting, Instant::now()));
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        // The leader keys pending reads by their context and ignores one whose context is
+        // already pending: a follower's counter alone would collide with the leader's own
+        // (or another follower's), and such a read would wait for the retry. The member ID
+        // makes every context unique in the cluster.
+        let mut context = self.shared.id.to_be_bytes().to_vec();
+        context.extend_from_slice(&ctx.to_be_bytes());
+        self.raw.read_index(context);
     }
 
     /// raft-rs drops a ReadIndex silently when there is no leader or the leader has not
@@ -586,7 +592,9 @@ impl Node {
             self.shared.applied.send_replace(meta.index);
         }
         for rs in ready.take_read_states() {
-            let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
+            let Some(ctx) = read_context(self.shared.id, &rs.request_ctx) else {
+                continue;
+            };
             if let Some((waiting, _)) = self.inflight_reads.remove(&ctx) {
                 for tx in waiting {
                     let _ = tx.send(Ok(rs.index));
@@ -758,5 +766,30 @@ impl Node {
             info!(to, "compacted the raft log");
         }
         Ok(())
+    }
+}
+
+/// This member's read counter in a ReadIndex context (member ID, then counter); `None`
+/// for a context another member issued.
+fn read_context(member: u64, context: &[u8]) -> Option<u64> {
+    let (id, counter) = context.split_at_checked(8)?;
+    if id != member.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(counter.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_context;
+
+    #[test]
+    fn read_contexts_belong_to_the_member_that_issued_them() {
+        let mut context = 7u64.to_be_bytes().to_vec();
+        context.extend_from_slice(&42u64.to_be_bytes());
+        assert_eq!(read_context(7, &context), Some(42));
+        assert_eq!(read_context(8, &context), None);
+        assert_eq!(read_context(7, &context[..12]), None);
+        assert_eq!(read_context(7, &[]), None);
     }
 }
