@@ -125,10 +125,10 @@ impl Transport {
         channel: Channel,
         mut rx: mpsc::Receiver<Message>,
     ) {
-        let mut client = PeerClient::new(channel)
+        let client = PeerClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
-        let mut last_warning: Option<Instant> = None;
+        let mut link = PeerLink::new(client);
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < 512 {
@@ -137,52 +137,124 @@ impl Transport {
                     Err(_) => break,
                 }
             }
-            let snapshot = batch
-                .iter()
-                .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
-            let mut messages = Vec::with_capacity(batch.len());
-            for m in &batch {
-                match m.write_to_bytes() {
-                    Ok(b) => messages.push(b),
-                    Err(e) => warn!(error = %e, "cannot encode a raft message"),
-                }
-            }
-            let req = RaftBatch {
-                cluster_id: self.shared.cluster_id,
-                from: self.shared.id,
-                messages,
-            };
-            let timeout = if snapshot {
-                Duration::from_secs(60)
-            } else {
-                Duration::from_secs(2)
-            };
-            let mut request = Request::new(req);
-            request.set_timeout(timeout);
-            let outcome = client.send(request).await;
+            let (snapshots, messages): (Vec<Message>, Vec<Message>) = batch
+                .into_iter()
+                .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
             let Some(node) = self.node.get() else {
                 continue;
             };
-            match outcome {
-                Ok(_) => {
-                    if snapshot {
-                        let _ = node.send(Command::SnapshotStatus(id, true));
-                    }
-                }
-                Err(status) => {
-                    let _ = node.send(Command::Unreachable(id));
-                    if snapshot {
-                        let _ = node.send(Command::SnapshotStatus(id, false));
-                    }
-                    // Whatever queued up behind a failure is stale; Raft resends.
-                    while rx.try_recv().is_ok() {}
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                        warn!(peer = format!("{id:x}"), error = %status.message(), "cannot reach peer");
-                        last_warning = Some(Instant::now());
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut failure = None;
+            if !messages.is_empty() {
+                if let Err(status) = link.stream(self.raft_batch(&messages)).await {
+                    failure = Some(status);
                 }
             }
+            for snapshot in snapshots {
+                let mut request = Request::new(self.raft_batch(std::slice::from_ref(&snapshot)));
+                request.set_timeout(Duration::from_secs(60));
+                let delivered = link.client.send(request).await;
+                let _ = node.send(Command::SnapshotStatus(id, delivered.is_ok()));
+                if let Err(status) = delivered {
+                    failure = Some(status);
+                }
+            }
+            if let Some(status) = failure {
+                let _ = node.send(Command::Unreachable(id));
+                // Whatever queued up behind a failure is stale; Raft resends.
+                while rx.try_recv().is_ok() {}
+                if link
+                    .last_warning
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+                {
+                    warn!(peer = format!("{id:x}"), error = %status.message(), "cannot reach peer");
+                    link.last_warning = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    fn raft_batch(&self, messages: &[Message]) -> RaftBatch {
+        let mut encoded = Vec::with_capacity(messages.len());
+        for m in messages {
+            match m.write_to_bytes() {
+                Ok(b) => encoded.push(b),
+                Err(e) => warn!(error = %e, "cannot encode a raft message"),
+            }
+        }
+        RaftBatch {
+            cluster_id: self.shared.cluster_id,
+            from: self.shared.id,
+            messages: encoded,
+        }
+    }
+}
+
+/// Batches in flight on one peer stream before a sender waits.
+const STREAM_WINDOW: usize = 64;
+/// How long a stream may refuse batches (the peer stopped reading) before it is replaced.
+const STREAM_STALL: Duration = Duration::from_secs(2);
+
+/// The sending side of one peer: a long-lived `Stream` call, reopened when it fails.
+struct PeerLink {
+    client: PeerClient<Channel>,
+    open: Option<OpenStream>,
+    last_warning: Option<Instant>,
+}
+
+struct OpenStream {
+    batches: mpsc::Sender<RaftBatch>,
+    call: tokio::task::JoinHandle<std::result::Result<Response<SendAck>, Status>>,
+}
+
+impl PeerLink {
+    fn new(client: PeerClient<Channel>) -> PeerLink {
+        PeerLink {
+            client,
+            open: None,
+            last_warning: None,
+        }
+    }
+
+    /// Queues a batch on the stream, opening one if needed; an error says the peer is
+    /// unreachable (the batch, and any sent just before the failure, are lost: Raft resends).
+    async fn stream(&mut self, batch: RaftBatch) -> std::result::Result<(), Status> {
+        let open = match self.open.take() {
+            Some(open) if !open.call.is_finished() => open,
+            Some(open) => return Err(Self::ended(open).await),
+            None => {
+                let (batches, rx) = mpsc::channel(STREAM_WINDOW);
+                let mut client = self.client.clone();
+                let call = tokio::spawn(async move {
+                    client
+                        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+                        .await
+                });
+                OpenStream { batches, call }
+            }
+        };
+        match tokio::time::timeout(STREAM_STALL, open.batches.send(batch)).await {
+            Ok(Ok(())) => {
+                self.open = Some(open);
+                Ok(())
+            }
+            Ok(Err(_closed)) => Err(Self::ended(open).await),
+            Err(_stalled) => {
+                open.call.abort();
+                Err(Status::deadline_exceeded(
+                    "the peer has not read Raft messages for 2s",
+                ))
+            }
+        }
+    }
+
+    /// Why a stream ended.
+    async fn ended(open: OpenStream) -> Status {
+        drop(open.batches);
+        match open.call.await {
+            Ok(Err(status)) => status,
+            Ok(Ok(_)) => Status::unavailable("the peer closed the Raft stream"),
+            Err(e) => Status::internal(format!("the Raft stream task failed: {e}")),
         }
     }
 }
@@ -249,10 +321,9 @@ pub struct PeerService {
     pub leases: Arc<crate::server::LeaseOps>,
 }
 
-#[tonic::async_trait]
-impl Peer for PeerService {
-    async fn send(&self, request: Request<RaftBatch>) -> Result<Response<SendAck>, Status> {
-        let batch = request.into_inner();
+impl PeerService {
+    /// Hands a batch's messages to the Raft thread, if it comes from this cluster.
+    fn step(&self, batch: RaftBatch) -> Result<(), Status> {
         let cluster_id = self.node.shared.cluster_id;
         if batch.cluster_id != cluster_id {
             return Err(Status::failed_precondition(format!(
@@ -265,6 +336,25 @@ impl Peer for PeerService {
             let m = Message::parse_from_bytes(&bytes)
                 .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
             self.node.send(Command::Step(m)).map_err(Status::from)?;
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn send(&self, request: Request<RaftBatch>) -> Result<Response<SendAck>, Status> {
+        self.step(request.into_inner())?;
+        Ok(Response::new(SendAck {}))
+    }
+
+    async fn stream(
+        &self,
+        request: Request<tonic::Streaming<RaftBatch>>,
+    ) -> Result<Response<SendAck>, Status> {
+        let mut batches = request.into_inner();
+        while let Some(batch) = batches.message().await? {
+            self.step(batch)?;
         }
         Ok(Response::new(SendAck {}))
     }
