@@ -14,7 +14,7 @@ use skiff_api::ResourceType;
 
 use crate::error::{Error, Result};
 use crate::objects::{meta_str, name};
-use crate::storage::{encode, SideEffect};
+use crate::storage::{encode, SideEffect, Stored};
 use crate::Server;
 
 /// Where allocated Service clusterIPs are recorded, one key per IP.
@@ -82,28 +82,42 @@ pub async fn admit_create(
     obj: &mut Value,
     effects: &mut Vec<SideEffect>,
 ) -> Result<()> {
-    if rt.kind == "Pod" {
-        if let Some(ns) = namespace {
-            let ranges = list_in(server, "limitranges", ns).await?;
-            if !ranges.is_empty() {
-                skiff_api::defaults::apply_limit_range_defaults(obj, &ranges);
-                let violations = skiff_api::defaults::limit_range_violations(obj, &ranges);
-                if !violations.is_empty() {
-                    return Err(Error::forbidden(
-                        rt,
-                        name(obj),
-                        format!("[{}]", violations.join(", ")),
-                    ));
-                }
+    // Both reads wait for a ReadIndex round in the store; issued together they share one.
+    let pod_ns = namespace.filter(|_| rt.kind == "Pod");
+    let (ranges, quotas) = tokio::join!(
+        async {
+            match pod_ns {
+                Some(ns) => list_in(server, "limitranges", ns).await,
+                None => Ok(Vec::new()),
             }
-            obj["status"]["qosClass"] = json!(qos_class(obj));
+        },
+        async {
+            match namespace {
+                Some(ns) if rt.kind != "ResourceQuota" => quotas_in(server, ns).await,
+                _ => Ok(Vec::new()),
+            }
         }
+    );
+    let (ranges, quotas) = (ranges?, quotas?);
+    if pod_ns.is_some() {
+        if !ranges.is_empty() {
+            skiff_api::defaults::apply_limit_range_defaults(obj, &ranges);
+            let violations = skiff_api::defaults::limit_range_violations(obj, &ranges);
+            if !violations.is_empty() {
+                return Err(Error::forbidden(
+                    rt,
+                    name(obj),
+                    format!("[{}]", violations.join(", ")),
+                ));
+            }
+        }
+        obj["status"]["qosClass"] = json!(qos_class(obj));
     }
     if rt.kind == "Service" {
         allocate_service(server, rt, None, obj, effects).await?;
     }
     if let Some(ns) = namespace {
-        charge_quota(server, rt, ns, obj, effects).await?;
+        charge_quota(server, rt, ns, quotas, obj, effects).await?;
     }
     Ok(())
 }
@@ -168,6 +182,16 @@ pub fn explain_conflict(rt: &ResourceType, name: &str, key: &str) -> Error {
             "the namespace's resource quota changed at the same time; please try again",
         )
     }
+}
+
+/// The ResourceQuotas of a namespace, with the revisions their charges are conditional on.
+async fn quotas_in(server: &Server, ns: &str) -> Result<Vec<Stored>> {
+    let quota_rt = ResourceType::lookup("", "v1", "resourcequotas").expect("quotas are served");
+    let page = server
+        .storage
+        .list(&quota_rt.prefix(Some(ns)), None, 0, 0)
+        .await?;
+    Ok(page.items)
 }
 
 async fn list_in(server: &Server, plural: &str, ns: &str) -> Result<Vec<Value>> {
@@ -569,20 +593,17 @@ async fn charge_quota(
     server: &Server,
     rt: &ResourceType,
     ns: &str,
+    quotas: Vec<Stored>,
     obj: &Value,
     effects: &mut Vec<SideEffect>,
 ) -> Result<()> {
     let quota_rt = ResourceType::lookup("", "v1", "resourcequotas").expect("quotas are served");
-    let quotas = server
-        .storage
-        .list(&quota_rt.prefix(Some(ns)), None, 0, 0)
-        .await?;
-    if quotas.items.is_empty() || rt.kind == "ResourceQuota" {
+    if quotas.is_empty() || rt.kind == "ResourceQuota" {
         return Ok(());
     }
     let requested = usage_of(rt, obj);
     let mut existing_usage: Option<BTreeMap<String, i128>> = None;
-    for quota in quotas.items {
+    for quota in quotas {
         let hard: BTreeMap<String, String> = crate::objects::string_map(
             quota.object["spec"]["hard"]
                 .as_object()

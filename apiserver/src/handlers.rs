@@ -443,11 +443,22 @@ impl Server {
             let uid = meta_str(&obj, "uid").unwrap_or("").to_string();
             skiff_api::defaults::default_job_selector(&mut obj, &uid);
         }
-        if let Some(ns) = &namespace {
-            self.check_namespace_open(rt, ns, &obj_name).await?;
-        }
         let mut effects = Vec::new();
-        admission::admit_create(self, rt, namespace.as_deref(), &mut obj, &mut effects).await?;
+        // The namespace check and admission only read the store, and each read waits for
+        // a ReadIndex round in the store: running them together takes one round off
+        // every create. The namespace's verdict comes first, as when they ran in turn.
+        let namespace_open = async {
+            match &namespace {
+                Some(ns) => self.check_namespace_open(rt, ns, &obj_name).await,
+                None => Ok(()),
+            }
+        };
+        let (open, admitted) = tokio::join!(
+            namespace_open,
+            admission::admit_create(self, rt, namespace.as_deref(), &mut obj, &mut effects)
+        );
+        open?;
+        admitted?;
         let errors = skiff_api::validation::validate_create(rt.kind, &obj);
         if !errors.is_empty() {
             return Err(Error::invalid(rt, &obj_name, &errors));
