@@ -1242,11 +1242,20 @@ async fn election_body(cp: &ControlPlane) -> Result<()> {
         lease.spec
     );
     {
-        let seen = history.lock().unwrap_or_else(|p| p.into_inner());
-        let released = seen
-            .iter()
-            .find(|l| lease_state(l) == (String::new(), 0))
-            .context("no released version of the Lease was seen")?;
+        // The recorder's watch may trail the takeover on a busy machine.
+        let released = eventually(
+            "the released version of the Lease in the watch",
+            Duration::from_secs(5),
+            || {
+                let seen = history.lock().unwrap_or_else(|p| p.into_inner());
+                let found = seen
+                    .iter()
+                    .find(|l| lease_state(l) == (String::new(), 0))
+                    .cloned();
+                futures::future::ready(Ok(found))
+            },
+        )
+        .await?;
         let spec = released.spec.as_ref().context("spec")?;
         ensure!(spec.lease_duration_seconds == Some(1), "{spec:?}");
         ensure!(spec.holder_identity.as_deref() == Some(""), "{spec:?}");
@@ -1272,6 +1281,18 @@ async fn election_body(cp: &ControlPlane) -> Result<()> {
         lease.spec
     );
     {
+        eventually(
+            "c's acquisition in the watch",
+            Duration::from_secs(5),
+            || {
+                let seen = history.lock().unwrap_or_else(|p| p.into_inner());
+                futures::future::ready(Ok(seen
+                    .iter()
+                    .any(|l| lease_state(l).0 == "c")
+                    .then_some(())))
+            },
+        )
+        .await?;
         let seen = history.lock().unwrap_or_else(|p| p.into_inner());
         let taken = seen
             .iter()

@@ -299,6 +299,8 @@ struct Creates {
     secs: f64,
     /// How late the open-loop sender itself was, at worst.
     max_send_lag_ms: Option<f64>,
+    /// The open loop's three slowest seconds: (second of the schedule, slowest create ms).
+    slowest_seconds: Vec<(usize, f64)>,
 }
 
 impl Creator {
@@ -326,7 +328,7 @@ impl Creator {
                 (ok, at.elapsed())
             }));
         }
-        let mut result = Creates::collect(tasks, start).await;
+        let mut result = Creates::collect(tasks, start, rate).await;
         result.max_send_lag_ms = Some(max_lag.as_secs_f64() * 1e3);
         result
     }
@@ -366,6 +368,7 @@ impl Creator {
             errors,
             secs: start.elapsed().as_secs_f64(),
             max_send_lag_ms: None,
+            slowest_seconds: Vec::new(),
         }
     }
 
@@ -407,24 +410,44 @@ impl Creator {
 }
 
 impl Creates {
+    /// Gathers the open loop's creates, sent `rate` per second from `start`.
     async fn collect(
         tasks: Vec<tokio::task::JoinHandle<(bool, Duration)>>,
         start: Instant,
+        rate: u32,
     ) -> Creates {
         let mut latencies_us = Vec::with_capacity(tasks.len());
         let mut errors = 0;
-        for t in tasks {
+        // The slowest create of each second of the schedule: a p99 made by one stall
+        // looks different from one made by a steady queue.
+        let mut per_second: Vec<u64> = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            let second = i / rate.max(1) as usize;
+            if per_second.len() <= second {
+                per_second.resize(second + 1, 0);
+            }
             match t.await {
-                Ok((true, d)) => latencies_us.push(d.as_micros() as u64),
+                Ok((true, d)) => {
+                    let us = d.as_micros() as u64;
+                    latencies_us.push(us);
+                    per_second[second] = per_second[second].max(us);
+                }
                 _ => errors += 1,
             }
         }
         latencies_us.sort_unstable();
+        let mut slowest: Vec<(usize, u64)> = per_second.into_iter().enumerate().collect();
+        slowest.sort_by_key(|(_, us)| std::cmp::Reverse(*us));
+        slowest.truncate(3);
         Creates {
             latencies_us,
             errors,
             secs: start.elapsed().as_secs_f64(),
             max_send_lag_ms: None,
+            slowest_seconds: slowest
+                .into_iter()
+                .map(|(s, us)| (s, us as f64 / 1000.0))
+                .collect(),
         }
     }
 
@@ -449,6 +472,17 @@ impl Creates {
                 .map(|l| format!(" sender-lag<={l:.1}ms"))
                 .unwrap_or_default()
         );
+        if !self.slowest_seconds.is_empty() {
+            let worst: Vec<String> = self
+                .slowest_seconds
+                .iter()
+                .map(|(s, ms)| format!("{s}s: {ms:.0}ms"))
+                .collect();
+            println!(
+                "create {phase:<6} slowest seconds (slowest create in each): {}",
+                worst.join(", ")
+            );
+        }
     }
 
     fn json(&self, phase: &str, extra: Value) -> Value {
@@ -457,7 +491,8 @@ impl Creates {
             "ops_per_sec": self.ops_per_sec(),
             "p50_ms": percentile_ms(&self.latencies_us, 0.50), "p99_ms": self.p99_ms(),
             "max_ms": percentile_ms(&self.latencies_us, 1.0),
-            "max_send_lag_ms": self.max_send_lag_ms});
+            "max_send_lag_ms": self.max_send_lag_ms,
+            "slowest_seconds": self.slowest_seconds});
         if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
             v.extend(extra.clone());
         }
