@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod request;
 pub mod storage;
 pub mod watch;
@@ -56,6 +57,8 @@ pub struct Server {
     pub metrics: metrics::Metrics,
     /// The address clients reach this server at (for `/api`).
     pub advertise: String,
+    /// Decodes protobuf request bodies (kubectl's typed clients send them).
+    pub protobuf: Arc<protobuf::Decoder>,
 }
 
 /// The namespaces Kubernetes creates at start.
@@ -76,6 +79,7 @@ pub async fn run(
         service_range: config.service_cluster_ip_range,
         metrics: metrics::Metrics::default(),
         advertise: config.listen.to_string(),
+        protobuf: openapi.protobuf.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -517,7 +521,7 @@ async fn resource_request(
         ));
     }
     let now = jiff::Timestamp::now();
-    let parse = |body: &[u8]| objects::parse_body(body, content_type);
+    let parse = |body: &[u8]| objects::parse_body(body, content_type, &server.protobuf);
     match (t.subresource, method.as_str(), t.name.is_some()) {
         (None, "GET", false) if q.flag("watch") => {
             let render = if table {

@@ -100,14 +100,20 @@ pub fn field_value(obj: &Value, path: &str) -> Option<String> {
     }
 }
 
-/// Decodes a request body (JSON, or YAML when the content type says so).
-pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value> {
-    // kubectl's imperative commands (`create configmap`, `run`, `expose`, …) send
-    // protobuf, which skiff does not decode; say so and how to get JSON instead.
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+/// Decodes a request body: JSON, YAML or Kubernetes protobuf, as the content type says.
+pub fn parse_body(
+    body: &[u8],
+    content_type: &str,
+    protobuf: &crate::protobuf::Decoder,
+) -> Result<Value> {
+    if content_type.contains("vnd.kubernetes.protobuf") {
+        return protobuf.decode_body(body);
+    }
+    if content_type.contains("cbor") {
+        // client-go falls back to JSON for the rest of its life after a 415 to CBOR.
         return Err(Error::unsupported_media_type(
             content_type,
-            "application/json, application/yaml (skiff does not decode protobuf bodies yet: write the object with `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -` instead)",
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
         ));
     }
     if content_type.contains("yaml") {
@@ -390,7 +396,7 @@ mod tests {
             #[test]
             fn parsing_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), yaml in any::<bool>()) {
                 let ct = if yaml { "application/yaml" } else { "application/json" };
-                if let Err(e) = parse_body(&bytes, ct) {
+                if let Err(e) = parse_body(&bytes, ct, &crate::protobuf::Decoder::default()) {
                     prop_assert_eq!(e.to_status().code, 400);
                 }
             }

@@ -64,8 +64,9 @@ pub enum OpenApiError {
         /// The field named by the entry.
         field: &'static str,
     },
-    /// The v2 document has a shape its protobuf form cannot carry.
-    #[error("cannot encode the v2 document as protobuf: {0}")]
+    /// The v2 document has a shape its protobuf form cannot carry, or the protobuf
+    /// schema of request bodies disagrees with the OpenAPI schemas.
+    #[error("protobuf: {0}")]
     Protobuf(String),
     /// Serializing a document failed.
     #[error("cannot serialize an OpenAPI document: {0}")]
@@ -88,6 +89,8 @@ struct V3Document {
 
 /// The serialized OpenAPI documents, built once at start.
 pub struct OpenApi {
+    /// Decodes protobuf request bodies, with field names from the same schemas.
+    pub protobuf: std::sync::Arc<crate::protobuf::Decoder>,
     v2_json: Bytes,
     v2_protobuf: Bytes,
     v2_etag: String,
@@ -125,6 +128,8 @@ impl OpenApi {
     /// Generates the schemas and operations and serializes every document.
     pub fn build() -> Result<OpenApi, OpenApiError> {
         let catalog = schemas::Catalog::build()?;
+        let protobuf = crate::protobuf::Decoder::build(&catalog.defs)
+            .map_err(|e| OpenApiError::Protobuf(e.to_string()))?;
         let gvs = paths::group_versions(&catalog)?;
         let mut v3 = BTreeMap::new();
         let mut index = serde_json::Map::new();
@@ -149,6 +154,7 @@ impl OpenApi {
         let v2_protobuf = prost::Message::encode_to_vec(&proto::document(&v2)?);
         let v2_json = serde_json::to_vec(&v2)?;
         Ok(OpenApi {
+            protobuf: std::sync::Arc::new(protobuf),
             v2_etag: format!("\"{}\"", content_hash(&v2_json)),
             v2_json: Bytes::from(v2_json),
             v2_protobuf: Bytes::from(v2_protobuf),
