@@ -1,0 +1,427 @@
+//! The service proxy (kube-proxy's role) as one nftables table that netd owns and
+//! replaces whole, in one transaction, whenever Services or EndpointSlices change.
+//!
+//! [`ruleset`] is pure: node, cluster CIDR, Services and EndpointSlices in, an `nft -f`
+//! script out, with the Services it could not program and why. What the rules do:
+//! - traffic to `clusterIP:port` (from pods, other nodes or this node) is DNATed to a
+//!   ready endpoint picked at random, equal weights (`numgen random` over a map);
+//!   connections from outside the cluster CIDR are masqueraded, as kube-proxy does
+//!   with `--cluster-cidr`, so replies come back through this node;
+//! - NodePorts on every local address and `externalIPs` go the same way; with
+//!   `externalTrafficPolicy: Local` only to endpoints on this node, unmasqueraded, so
+//!   the pod sees the client's address, and dropped when this node has none (as
+//!   kube-proxy does, so a load balancer's health check moves traffic elsewhere);
+//! - a Service port with no ready endpoint rejects (ICMP port unreachable) instead of
+//!   letting the packet wander off to the default route;
+//! - a pod reaching itself through its Service is masqueraded (hairpin);
+//! - pod traffic leaving the cluster CIDR is masqueraded to the node's address.
+//!
+//! Headless Services and ExternalName Services get no rules (DNS answers for them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write};
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::error::{Error, Result};
+
+/// The nftables table netd owns (family `ip`); nothing else is touched.
+pub const TABLE: &str = "skiff_netd";
+/// The packet mark that asks postrouting to masquerade.
+const MASQUERADE_MARK: u32 = 0x4000;
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// An IPv4 network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Net {
+    /// The network address (host bits zero).
+    pub addr: Ipv4Addr,
+    /// The prefix length, 0–32.
+    pub prefix: u8,
+}
+
+impl FromStr for Ipv4Net {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Ipv4Net> {
+        let bad = || Error::Config(format!("{s:?} is not an IPv4 CIDR such as 10.244.0.0/16"));
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        if u32::from(addr) & !mask != 0 {
+            return Err(Error::Config(format!(
+                "{s} has host bits set: the network is {}/{prefix}",
+                Ipv4Addr::from(u32::from(addr) & mask)
+            )));
+        }
+        Ok(Ipv4Net { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// What the ruleset is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyInput<'a> {
+    /// This node's name: endpoints with this `nodeName` are local.
+    pub node_name: &'a str,
+    /// The pods' addresses (`--cluster-cidr`).
+    pub cluster_cidr: Ipv4Net,
+    /// Every Service.
+    pub services: &'a [Service],
+    /// Every EndpointSlice.
+    pub slices: &'a [EndpointSlice],
+}
+
+/// An `nft -f` script that replaces netd's table, and the Service ports left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The script: creates the table if missing, deletes it, writes it anew, all in the
+    /// one transaction `nft -f` makes of a file.
+    pub script: String,
+    /// `namespace/name port: why`, for each Service port that got no rules.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Endpoint {
+    ip: Ipv4Addr,
+    port: u16,
+    local: bool,
+}
+
+#[derive(Debug)]
+struct PortRules {
+    /// Unique within the table: `<namespace>_<name>_<port name or number>_<protocol>`.
+    id: String,
+    protocol: &'static str,
+    cluster_ip: Ipv4Addr,
+    port: u16,
+    node_port: Option<u16>,
+    external_ips: Vec<Ipv4Addr>,
+    local_only_external: bool,
+    endpoints: Vec<Endpoint>,
+}
+
+/// Computes the table for this node. Deterministic: the same input gives the same script.
+pub fn ruleset(input: &ProxyInput<'_>) -> Ruleset {
+    let mut skipped = Vec::new();
+    let ports = service_ports(input, &mut skipped);
+    Ruleset {
+        script: render(input.cluster_cidr, &ports),
+        skipped,
+    }
+}
+
+fn service_ports(input: &ProxyInput<'_>, skipped: &mut Vec<String>) -> Vec<PortRules> {
+    let mut slices: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in input.slices {
+        let labels = slice.metadata.labels.as_ref();
+        if let (Some(ns), Some(service)) = (
+            slice.metadata.namespace.as_deref(),
+            labels.and_then(|l| l.get(SERVICE_NAME_LABEL)),
+        ) {
+            slices
+                .entry((ns, service.as_str()))
+                .or_default()
+                .push(slice);
+        }
+    }
+    let mut out = Vec::new();
+    let mut services: Vec<&Service> = input.services.iter().collect();
+    services.sort_by_key(|s| (s.metadata.namespace.clone(), s.metadata.name.clone()));
+    for svc in services {
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let name = svc.metadata.name.as_deref().unwrap_or("");
+        let Some(spec) = &svc.spec else { continue };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let cluster_ip = match spec.cluster_ip.as_deref() {
+            None | Some("") | Some("None") => continue, // headless: DNS only
+            Some(ip) => match ip.parse::<Ipv4Addr>() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    skipped.push(format!(
+                        "{ns}/{name}: clusterIP {ip} is not IPv4 (skiff's service proxy is IPv4-only)"
+                    ));
+                    continue;
+                }
+            },
+        };
+        let mut external_ips = Vec::new();
+        for ip in spec.external_ips.iter().flatten() {
+            match ip.parse::<Ipv4Addr>() {
+                Ok(ip) => external_ips.push(ip),
+                Err(_) => skipped.push(format!(
+                    "{ns}/{name}: externalIP {ip} is not IPv4; the other addresses are served"
+                )),
+            }
+        }
+        let local_only_external = spec.external_traffic_policy.as_deref() == Some("Local");
+        let own_slices = slices.get(&(ns, name)).map(Vec::as_slice).unwrap_or(&[]);
+        for port in spec.ports.iter().flatten() {
+            let port_name = port.name.as_deref().unwrap_or("");
+            let label = if port_name.is_empty() {
+                port.port.to_string()
+            } else {
+                port_name.to_string()
+            };
+            let protocol = match port.protocol.as_deref().unwrap_or("TCP") {
+                "TCP" => "tcp",
+                "UDP" => "udp",
+                "SCTP" => "sctp",
+                other => {
+                    skipped.push(format!(
+                        "{ns}/{name} port {label}: protocol {other} is not TCP, UDP or SCTP"
+                    ));
+                    continue;
+                }
+            };
+            let Ok(number) = u16::try_from(port.port) else {
+                skipped.push(format!(
+                    "{ns}/{name} port {label}: {} is not a port number",
+                    port.port
+                ));
+                continue;
+            };
+            let node_port = port
+                .node_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0);
+            out.push(PortRules {
+                id: format!("{ns}_{name}_{label}_{protocol}"),
+                protocol,
+                cluster_ip,
+                port: number,
+                node_port,
+                external_ips: external_ips.clone(),
+                local_only_external,
+                endpoints: endpoints(
+                    own_slices,
+                    port_name,
+                    port.protocol.as_deref(),
+                    input.node_name,
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The ready IPv4 endpoints of a Service port, from its EndpointSlices: the slice port
+/// with the same name carries the target port the endpoints controller resolved.
+fn endpoints(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    protocol: Option<&str>,
+    node: &str,
+) -> Vec<Endpoint> {
+    let mut out = BTreeSet::new();
+    for slice in slices {
+        if slice.address_type != "IPv4" {
+            continue;
+        }
+        let Some(port) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == port_name
+                && p.protocol.as_deref().unwrap_or("TCP") == protocol.unwrap_or("TCP")
+        }) else {
+            continue;
+        };
+        let Some(number) = port
+            .port
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+        else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            // An absent `ready` means ready, as the EndpointSlice API defines it.
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            let local = endpoint.node_name.as_deref() == Some(node);
+            for address in &endpoint.addresses {
+                if let Ok(ip) = address.parse::<Ipv4Addr>() {
+                    out.insert(Endpoint {
+                        ip,
+                        port: number,
+                        local,
+                    });
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn render(cluster_cidr: Ipv4Net, ports: &[PortRules]) -> String {
+    let mut service_ips = Vec::new();
+    let mut node_ports = Vec::new();
+    let mut no_endpoints = Vec::new();
+    let mut no_endpoint_node_ports = Vec::new();
+    let mut hairpin = BTreeSet::new();
+    let mut chains = String::new();
+    for p in ports {
+        let (proto, svc, ext) = (p.protocol, format!("svc_{}", p.id), format!("ext_{}", p.id));
+        for e in &p.endpoints {
+            hairpin.insert(e.ip);
+        }
+        if p.endpoints.is_empty() {
+            no_endpoints.push(format!("{} . {proto} . {}", p.cluster_ip, p.port));
+            for ip in &p.external_ips {
+                no_endpoints.push(format!("{ip} . {proto} . {}", p.port));
+            }
+            if let Some(np) = p.node_port {
+                no_endpoint_node_ports.push(format!("{proto} . {np}"));
+            }
+            continue;
+        }
+        service_ips.push(format!(
+            "{} . {proto} . {} : goto {svc}",
+            p.cluster_ip, p.port
+        ));
+        for ip in &p.external_ips {
+            service_ips.push(format!("{ip} . {proto} . {} : goto {ext}", p.port));
+        }
+        if let Some(np) = p.node_port {
+            node_ports.push(format!("{proto} . {np} : goto {ext}"));
+        }
+        let _ = writeln!(chains, "\tchain {svc} {{");
+        let _ = writeln!(
+            chains,
+            "\t\tip saddr != {cluster_cidr} meta mark set meta mark | {MASQUERADE_MARK:#x}"
+        );
+        let _ = writeln!(chains, "\t\t{}", dnat(proto, p.endpoints.iter()));
+        let _ = writeln!(chains, "\t}}");
+        let _ = writeln!(chains, "\tchain {ext} {{");
+        if p.local_only_external {
+            let local: Vec<&Endpoint> = p.endpoints.iter().filter(|e| e.local).collect();
+            if local.is_empty() {
+                let _ = writeln!(chains, "\t\tdrop");
+            } else {
+                let _ = writeln!(chains, "\t\t{}", dnat(proto, local.into_iter()));
+            }
+        } else {
+            let _ = writeln!(chains, "\t\tmeta mark set meta mark | {MASQUERADE_MARK:#x}");
+            let _ = writeln!(chains, "\t\tgoto {svc}");
+        }
+        let _ = writeln!(chains, "\t}}");
+    }
+    let hairpin: Vec<String> = hairpin.iter().map(|ip| format!("{ip} . {ip}")).collect();
+
+    let mut s = String::new();
+    // `table` first so that `delete` has something to delete on a fresh node; the file
+    // is one transaction, so no packet ever sees the table half-written.
+    let _ = writeln!(
+        s,
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
+    );
+    set(
+        &mut s,
+        "map service_ips",
+        "ipv4_addr . inet_proto . inet_service : verdict",
+        &service_ips,
+    );
+    set(
+        &mut s,
+        "map service_nodeports",
+        "inet_proto . inet_service : verdict",
+        &node_ports,
+    );
+    set(
+        &mut s,
+        "set no_endpoints",
+        "ipv4_addr . inet_proto . inet_service",
+        &no_endpoints,
+    );
+    set(
+        &mut s,
+        "set no_endpoint_nodeports",
+        "inet_proto . inet_service",
+        &no_endpoint_node_ports,
+    );
+    set(&mut s, "set hairpin", "ipv4_addr . ipv4_addr", &hairpin);
+    let _ = write!(
+        s,
+        "\tchain services {{
+\t\tip daddr . meta l4proto . th dport vmap @service_ips
+\t\tfib daddr type local meta l4proto . th dport vmap @service_nodeports
+\t}}
+\tchain nat_prerouting {{
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tjump services
+\t}}
+\tchain nat_output {{
+\t\ttype nat hook output priority -100; policy accept;
+\t\tjump services
+\t}}
+\tchain nat_postrouting {{
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tmeta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} masquerade
+\t\tct status dnat ip saddr . ip daddr @hairpin masquerade
+\t\tip saddr {cluster_cidr} ip daddr != {cluster_cidr} masquerade
+\t}}
+\tchain reject_unserved {{
+\t\tip daddr . meta l4proto . th dport @no_endpoints reject
+\t\tfib daddr type local meta l4proto . th dport @no_endpoint_nodeports reject
+\t}}
+\tchain filter_input {{
+\t\ttype filter hook input priority filter; policy accept;
+\t\tjump reject_unserved
+\t}}
+\tchain filter_forward {{
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tjump reject_unserved
+\t}}
+\tchain filter_output {{
+\t\ttype filter hook output priority filter; policy accept;
+\t\tjump reject_unserved
+\t}}
+"
+    );
+    s.push_str(&chains);
+    s.push_str("}\n");
+    s
+}
+
+/// DNAT to one of `endpoints`, picked at random with equal weights.
+fn dnat<'a>(proto: &str, endpoints: impl Iterator<Item = &'a Endpoint>) -> String {
+    let targets: Vec<String> = endpoints
+        .enumerate()
+        .map(|(i, e)| format!("{i} : {} . {}", e.ip, e.port))
+        .collect();
+    format!(
+        "meta l4proto {proto} dnat ip to numgen random mod {} map {{ {} }}",
+        targets.len(),
+        targets.join(", ")
+    )
+}
+
+fn set(s: &mut String, header: &str, type_: &str, elements: &[String]) {
+    let _ = writeln!(s, "\t{header} {{\n\t\ttype {type_}");
+    if !elements.is_empty() {
+        let _ = writeln!(s, "\t\telements = {{ {} }}", elements.join(", "));
+    }
+    let _ = writeln!(s, "\t}}");
+}
+
+#[cfg(test)]
+mod tests;
