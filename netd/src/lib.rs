@@ -1,10 +1,13 @@
 //! skiff's node network daemon, one per node: the flannel-style VXLAN overlay, the
 //! service proxy (kube-proxy's role, in nftables) and cluster DNS.
 //!
-//! Built so far: the service proxy's ruleset, a pure function of the node, the cluster
-//! CIDR, the Services and the EndpointSlices. The daemon around it comes next.
+//! Built so far, as pure functions of API objects: the service proxy's ruleset
+//! ([`proxy`]) and the overlay's desired state and CNI config ([`overlay`]). The daemon
+//! that applies them (netlink, nft) comes next.
 
 pub mod error;
+pub mod net;
+pub mod overlay;
 pub mod proxy;
 
 pub use error::{Error, Result};

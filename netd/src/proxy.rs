@@ -19,14 +19,13 @@
 //! Headless Services and ExternalName Services get no rules (DNS answers for them).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::{self, Write};
+use std::fmt::Write;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::error::{Error, Result};
+use crate::net::Ipv4Net;
 
 /// The nftables table netd owns (family `ip`); nothing else is touched.
 pub const TABLE: &str = "skiff_netd";
@@ -34,43 +33,6 @@ pub const TABLE: &str = "skiff_netd";
 const MASQUERADE_MARK: u32 = 0x4000;
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// An IPv4 network in CIDR form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Net {
-    /// The network address (host bits zero).
-    pub addr: Ipv4Addr,
-    /// The prefix length, 0–32.
-    pub prefix: u8,
-}
-
-impl FromStr for Ipv4Net {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Ipv4Net> {
-        let bad = || Error::Config(format!("{s:?} is not an IPv4 CIDR such as 10.244.0.0/16"));
-        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        if prefix > 32 {
-            return Err(bad());
-        }
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        if u32::from(addr) & !mask != 0 {
-            return Err(Error::Config(format!(
-                "{s} has host bits set: the network is {}/{prefix}",
-                Ipv4Addr::from(u32::from(addr) & mask)
-            )));
-        }
-        Ok(Ipv4Net { addr, prefix })
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
 
 /// What the ruleset is computed from.
 #[derive(Debug, Clone, Copy)]

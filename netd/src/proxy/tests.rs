@@ -164,6 +164,7 @@ fn the_same_input_gives_the_same_script() {
 
 #[test]
 fn cidrs_parse_strictly() {
+    use crate::net::Ipv4Net;
     assert_eq!(
         "10.244.0.0/16".parse::<Ipv4Net>().unwrap().to_string(),
         "10.244.0.0/16"
