@@ -15,7 +15,6 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::cluster::{dying_with_parent, skiff_binary, tail, Spawner};
-use crate::control_plane::free_port;
 
 /// One `skiff scheduler` process, killed on drop; its log tail is printed when a test
 /// panics.
@@ -31,7 +30,6 @@ impl SchedulerProcess {
     /// Starts `skiff scheduler --kubeconfig KUBECONFIG` with `args`, logging to
     /// `dir/scheduler-NAME.log`, and waits until it answers /healthz.
     pub async fn start(kubeconfig: &Path, dir: &Path, name: &str, args: &[&str]) -> Result<Self> {
-        let port = free_port()?;
         let log = dir.join(format!("scheduler-{name}.log"));
         let file = OpenOptions::new().create(true).append(true).open(&log)?;
         let mut cmd = dying_with_parent(&skiff_binary()?);
@@ -39,7 +37,9 @@ impl SchedulerProcess {
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--bind-address=127.0.0.1")
-            .arg(format!("--secure-port={port}"))
+            // Port 0 and the port read back from the log: a port picked here could be
+            // taken by a parallel test before the scheduler binds it.
+            .arg("--secure-port=0")
             .args(args)
             .env(
                 "SKIFF_LOG",
@@ -54,12 +54,15 @@ impl SchedulerProcess {
         let mut s = SchedulerProcess {
             child: Some(child),
             log,
-            port,
+            port: 0,
             _spawner: spawner,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if s.get("/healthz").await.is_ok() {
+            if s.port == 0 {
+                s.port = serving_port(&s.log).unwrap_or(0);
+            }
+            if s.port != 0 && s.get("/healthz").await.is_ok() {
                 return Ok(s);
             }
             if let Some(c) = s.child.as_mut() {
@@ -115,6 +118,17 @@ impl Drop for SchedulerProcess {
         }
         let _ = self.kill();
     }
+}
+
+/// The port in the daemon's "serving /healthz and /metrics addr=IP:PORT" log line.
+fn serving_port(log: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("serving /healthz and /metrics"))?;
+    let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
 }
 
 fn q(s: &str) -> Quantity {
