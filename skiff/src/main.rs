@@ -26,6 +26,100 @@ enum Daemon {
     Store(StoreFlags),
     /// The API server: Kubernetes REST over the store.
     Apiserver(ApiserverFlags),
+    /// The scheduler: binds pending pods to nodes.
+    Scheduler(SchedulerFlags),
+}
+
+/// kube-scheduler's flags, with its names and defaults.
+#[derive(Args)]
+struct SchedulerFlags {
+    /// Path to a kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Start a leader election client and gain leadership before scheduling.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: bool,
+    /// How long a non-leader waits after the last observed renewal before taking over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps retrying to renew before it stops leading.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// Time between attempts to acquire or renew leadership.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+    /// Namespace of the leader election Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "kube-scheduler")]
+    leader_elect_resource_name: String,
+    /// The IP address to serve /healthz and /metrics on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// The port for /healthz and /metrics (plain HTTP until TLS lands; 0 picks one).
+    #[arg(long, default_value_t = skiff_scheduler::daemon::DEFAULT_PORT)]
+    secure_port: u16,
+}
+
+/// Parses Go-style durations as Kubernetes flags take them: `15s`, `500ms`, `1m`, `1m30s`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 15s, 500ms or 1m30s");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+impl SchedulerFlags {
+    fn into_config(self) -> Result<skiff_scheduler::Config, skiff_scheduler::Error> {
+        if self.leader_elect_renew_deadline >= self.leader_elect_lease_duration {
+            return Err(skiff_scheduler::Error::Config(
+                "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration"
+                    .into(),
+            ));
+        }
+        if self.leader_elect_retry_period.is_zero() {
+            return Err(skiff_scheduler::Error::Config(
+                "--leader-elect-retry-period must be positive".into(),
+            ));
+        }
+        Ok(skiff_scheduler::Config {
+            kubeconfig: self.kubeconfig,
+            leader_elect: self.leader_elect,
+            leader_election: skiff_client::LeaderElectionConfig {
+                lease_duration: self.leader_elect_lease_duration,
+                renew_deadline: self.leader_elect_renew_deadline,
+                retry_period: self.leader_elect_retry_period,
+                release_on_shutdown: true,
+            },
+            lease_namespace: self.leader_elect_resource_namespace,
+            lease_name: self.leader_elect_resource_name,
+            listen: std::net::SocketAddr::new(self.bind_address, self.secure_port),
+            ..skiff_scheduler::Config::default()
+        })
+    }
 }
 
 /// kube-apiserver's flags, with its names and defaults.
@@ -225,6 +319,12 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())
             }
+            Daemon::Scheduler(flags) => {
+                let config = flags.into_config().map_err(|e| e.to_string())?;
+                skiff_scheduler::run(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
     });
     match result {
@@ -256,4 +356,20 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_as_kubernetes_flags_take_them() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
 }

@@ -5,10 +5,12 @@
 //!   kill, pause, cut and heal members.
 //! - [`history`]: record every client operation with its invoke and return times.
 //! - [`workload`]: concurrent etcd clients doing get/put/delete/CAS on a few keys.
+//! - [`scheduler`]: `skiff scheduler` processes and Node/Pod objects for scheduling.
 //! - [`linearizability`]: check a recorded history (Wing–Gong with memoization, per key).
 
 pub mod cluster;
 pub mod control_plane;
 pub mod history;
 pub mod linearizability;
+pub mod scheduler;
 pub mod workload;
