@@ -26,6 +26,107 @@ enum Daemon {
     Store(StoreFlags),
     /// The API server: Kubernetes REST over the store.
     Apiserver(ApiserverFlags),
+    /// The controller manager: ReplicaSets, garbage collection, namespaces, ….
+    ControllerManager(ControllerManagerFlags),
+}
+
+/// kube-controller-manager's flags, with its names and defaults.
+#[derive(Args)]
+struct ControllerManagerFlags {
+    /// Path to a kubeconfig file with the API server's address.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Elect a leader among replicas through a Lease and run only while leading.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    leader_elect: bool,
+    /// How long a non-leader waits after the last observed renewal before taking over.
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// Time between attempts to acquire or renew leadership.
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    leader_elect_retry_period: Duration,
+    /// The kind of lock object (only `leases`).
+    #[arg(long, default_value = "leases", value_parser = ["leases"])]
+    leader_elect_resource_lock: String,
+    /// The name of the Lease.
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
+    /// The namespace of the Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// CIDR range for pods in the cluster, split into one podCIDR per node.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Controllers to run: '*' for all on by default, 'foo' to enable, '-foo' to disable.
+    #[arg(long, default_value = "*")]
+    controllers: String,
+    /// The IP address for /healthz and /metrics.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// The port for /healthz and /metrics (plain HTTP until TLS lands).
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
+}
+
+impl ControllerManagerFlags {
+    fn into_config(self) -> Result<skiff_controllers::Config, skiff_controllers::Error> {
+        let _ = self.leader_elect_resource_lock;
+        Ok(skiff_controllers::Config {
+            kubeconfig: self.kubeconfig,
+            leader_elect: self.leader_elect,
+            leader_election: skiff_controllers::LeaderElectionConfig {
+                lease_duration: self.leader_elect_lease_duration,
+                renew_deadline: self.leader_elect_renew_deadline,
+                retry_period: self.leader_elect_retry_period,
+                release_on_shutdown: true,
+            },
+            lease_namespace: self.leader_elect_resource_namespace,
+            lease_name: self.leader_elect_resource_name,
+            cluster_cidr: self.cluster_cidr,
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            controllers: skiff_controllers::Selection::parse(&self.controllers)?,
+            bind_address: self.bind_address,
+            secure_port: self.secure_port,
+        })
+    }
+}
+
+/// A Go duration as Kubernetes flags take it: `15s`, `1m30s`, `500ms`, `2h`.
+fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 15s, 500ms or 1m30s");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(value * secs);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 /// kube-apiserver's flags, with its names and defaults.
@@ -225,6 +326,12 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())
             }
+            Daemon::ControllerManager(flags) => {
+                let config = flags.into_config().map_err(|e| e.to_string())?;
+                skiff_controllers::run(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
     });
     match result {
@@ -233,6 +340,20 @@ fn main() -> ExitCode {
             eprintln!("skiff: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_go_duration("15").is_err());
+        assert!(parse_go_duration("fast").is_err());
     }
 }
 
