@@ -9,6 +9,7 @@
 //!   controller ([`selection`]).
 //! - [`informer`]: one watch and cache per kind, shared by the controllers.
 //! - [`replicaset`]: keeps `replicas` pods per ReplicaSet.
+//! - [`deployment`]: rolls Deployments from ReplicaSet to ReplicaSet, with revisions.
 //! - [`garbage_collector`]: deletes dependents whose owners are gone; foreground and
 //!   orphan deletion.
 //! - [`namespace`]: empties a Terminating namespace, then lets it go.
@@ -20,6 +21,7 @@
 //! Kubernetes' sample-controller: it reads current state from caches and acts
 //! idempotently.
 
+pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod expectations;

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::informer::Informer;
 use crate::metrics::{self, Metrics};
 use crate::selection::Selection;
-use crate::{garbage_collector, namespace, replicaset, Error, Result};
+use crate::{deployment, garbage_collector, namespace, replicaset, Error, Result};
 
 /// Everything `skiff controller-manager` is told by its flags.
 #[derive(Clone, Debug)]
@@ -220,6 +221,21 @@ async fn run_controllers(
             metrics.clone(),
             stopped(&stop),
         ));
+    }
+    let mut sets = Informer::new(Api::<ReplicaSet>::all(client.clone()), Default::default());
+    if selection.is_enabled(deployment::NAME) {
+        let (c, ctx) = deployment::controller(&client, &mut sets, &mut pods);
+        tasks.spawn(run_controller(
+            deployment::NAME,
+            c.workers(5),
+            deployment::reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+    }
+    if sets.is_used() {
+        tasks.spawn(sets.run(stopped(&stop)));
     }
     if selection.is_enabled(garbage_collector::NAME) {
         tasks.spawn(garbage_collector::run(

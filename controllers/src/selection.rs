@@ -35,7 +35,7 @@ pub const KNOWN: &[Known] = &[
     Known {
         name: "deployment-controller",
         alias: "deployment",
-        built: false,
+        built: true,
     },
     Known {
         name: "serviceaccount-controller",

@@ -621,3 +621,179 @@ async fn deleting_a_namespace_removes_its_contents_then_itself() -> Result<()> {
     ensure!(cms.list(&ListParams::default()).await?.items.is_empty());
     Ok(())
 }
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    kubernetes.io/change-cause: first
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rolls_out_keeping_three_ready_pods_and_rolls_back_with_simulated_kubelet(
+) -> Result<()> {
+    let (cp, _cm, client) = setup().await?;
+    let _kubelet = SimulatedKubelet::start(&client);
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], DEPLOYMENT)?;
+    let out = cp.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
+    ensure!(out.contains("successfully rolled out"), "{out}");
+
+    // Every pod event from here on: never fewer than 3 ready pods.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let watch = std::sync::Arc::new(std::sync::Mutex::new((false, usize::MAX, 0usize)));
+    let recorder = {
+        let watch = watch.clone();
+        let mut events =
+            watcher::watcher(pods.clone(), watcher::Config::default().labels("app=web"));
+        tokio::spawn(async move {
+            let mut ready = std::collections::BTreeSet::new();
+            let mut listing = std::collections::BTreeSet::new();
+            while let Some(e) = events.next().await {
+                let mut w = watch.lock().unwrap();
+                match e {
+                    Ok(Event::Init) => listing.clear(),
+                    Ok(Event::InitApply(p)) => {
+                        if is_ready(&p) && p.metadata.deletion_timestamp.is_none() {
+                            listing.insert(p.name().to_string());
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        ready = std::mem::take(&mut listing);
+                        w.0 = true;
+                    }
+                    Ok(Event::Apply(p)) => {
+                        if is_ready(&p) && p.metadata.deletion_timestamp.is_none() {
+                            ready.insert(p.name().to_string());
+                        } else {
+                            ready.remove(p.name());
+                        }
+                    }
+                    Ok(Event::Delete(p)) => {
+                        ready.remove(p.name());
+                    }
+                    Err(_) => continue,
+                }
+                if w.0 {
+                    w.1 = w.1.min(ready.len());
+                    w.2 += 1;
+                }
+            }
+        })
+    };
+    eventually("pod watch listed", TIMEOUT, || async {
+        Ok(watch.lock().unwrap().0.then_some(()))
+    })
+    .await?;
+    cp.kubectl_ok(&["set", "image", "deployment/web", "web=busybox:1.37"])?;
+    cp.kubectl_ok(&[
+        "annotate",
+        "deployment/web",
+        "kubernetes.io/change-cause=second",
+        "--overwrite",
+    ])?;
+    let out = cp.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
+    ensure!(out.contains("successfully rolled out"), "{out}");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    eventually("the old ReplicaSet scaled to 0", TIMEOUT, || async {
+        let list = sets.list(&ListParams::default()).await?.items;
+        let old_zero = list.iter().any(|rs| {
+            rs.spec.as_ref().and_then(|s| s.replicas) == Some(0)
+                && rs.status.as_ref().is_some_and(|s| s.replicas == 0)
+        });
+        Ok((list.len() == 2 && old_zero).then_some(()))
+    })
+    .await?;
+    {
+        let w = watch.lock().unwrap();
+        ensure!(w.2 > 6, "the watch saw the rollout ({} events)", w.2);
+        ensure!(w.1 >= 3, "ready pods fell to {} during the rollout", w.1);
+    }
+    recorder.abort();
+
+    let history = cp.kubectl_ok(&["rollout", "history", "deployment/web"])?;
+    let rows = |h: &str| -> Vec<String> {
+        h.lines()
+            .skip_while(|l| !l.starts_with("REVISION"))
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    ensure!(rows(&history) == ["1 first", "2 second"], "{history}");
+
+    // Undo goes back to the first template, as revision 3.
+    cp.kubectl_ok(&["rollout", "undo", "deployment/web"])?;
+    let out = cp.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
+    ensure!(out.contains("successfully rolled out"), "{out}");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    let d = eventually("revision 3 on the deployment", TIMEOUT, || async {
+        let d = deployments.get("web").await?;
+        let rev = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .cloned();
+        Ok((rev.as_deref() == Some("3")).then_some(d))
+    })
+    .await?;
+    let image = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone());
+    ensure!(image.as_deref() == Some("busybox:1.36"), "{image:?}");
+    let list = sets.list(&ListParams::default()).await?.items;
+    ensure!(
+        list.len() == 2,
+        "the rollback reuses the first ReplicaSet: {}",
+        list.len()
+    );
+    let first = list
+        .iter()
+        .find(|rs| {
+            rs.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .and_then(|t| t.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.as_deref())
+                == Some("busybox:1.36")
+        })
+        .context("the first ReplicaSet")?;
+    let a = first.metadata.annotations.clone().unwrap_or_default();
+    ensure!(
+        a.get("deployment.kubernetes.io/revision")
+            .map(String::as_str)
+            == Some("3")
+            && a.get("deployment.kubernetes.io/revision-history")
+                .map(String::as_str)
+                == Some("1"),
+        "{a:?}"
+    );
+    ensure!(
+        first.spec.as_ref().and_then(|s| s.replicas) == Some(3),
+        "{first:?}"
+    );
+    let history = cp.kubectl_ok(&["rollout", "history", "deployment/web"])?;
+    ensure!(rows(&history) == ["2 second", "3 first"], "{history}");
+    Ok(())
+}
