@@ -343,20 +343,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_go_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_go_duration("15").is_err());
-        assert!(parse_go_duration("fast").is_err());
-    }
-}
-
 /// Completes on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -377,4 +363,18 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_go_duration("15").is_err());
+        assert!(parse_go_duration("fast").is_err());
+    }
 }
