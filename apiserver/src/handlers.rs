@@ -571,6 +571,9 @@ impl Server {
             let mut obj = merge_for_update(rt, &current.object, &new, status_only);
             skiff_api::defaults::normalize(rt.kind, &mut obj);
             skiff_api::defaults::apply_defaults(rt.kind, &mut obj);
+            if rt.kind == "Namespace" {
+                keep_namespace_finalizers(t.subresource, &current.object, &new, &mut obj);
+            }
             let mut effects = Vec::new();
             if !status_only {
                 admission::admit_update(self, rt, &current.object, &mut obj, &mut effects).await?;
@@ -586,8 +589,13 @@ impl Server {
                     warnings: vec![],
                 });
             }
-            // The last finalizer removed from an object being deleted deletes it.
-            let result = if is_deleting(&obj) && finalizers(&obj).is_empty() {
+            // The last finalizer removed from an object being deleted deletes it; a
+            // namespace waits for its spec.finalizers too (Kubernetes'
+            // ShouldDeleteNamespaceDuringUpdate).
+            let result = if is_deleting(&obj)
+                && finalizers(&obj).is_empty()
+                && namespace_finalizers(&obj).is_empty()
+            {
                 let mut release = Vec::new();
                 admission::release_on_delete(rt, &current.object, &mut release);
                 self.storage
@@ -716,7 +724,12 @@ impl Server {
             } else {
                 0
             };
-            let hold = !fins.is_empty() || grace > 0 || rt.kind == "Namespace";
+            // A namespace is emptied by the namespace controller first; a second delete
+            // once its finalizers are gone removes it.
+            let namespace_done = rt.kind == "Namespace"
+                && is_deleting(&obj)
+                && namespace_finalizers(&obj).is_empty();
+            let hold = !fins.is_empty() || grace > 0 || (rt.kind == "Namespace" && !namespace_done);
             if options.dry_run {
                 return Ok(Written {
                     code: 200,
@@ -1035,6 +1048,36 @@ fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
     // kubectl sends 0 only with `--force` (it turns a plain `--grace-period=0` into 1),
     // so 0 means: remove the object now, without waiting for the kubelet.
     grace.max(0)
+}
+
+/// A namespace's `spec.finalizers` (empty for every other kind).
+fn namespace_finalizers(obj: &Value) -> Vec<&str> {
+    obj["spec"]["finalizers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// As Kubernetes' namespace strategy: only `namespaces/finalize` changes
+/// `spec.finalizers` (which defaulting would otherwise re-add on every update); every
+/// other update keeps them as they are.
+fn keep_namespace_finalizers(
+    subresource: Option<Subresource>,
+    current: &Value,
+    new: &Value,
+    obj: &mut Value,
+) {
+    let finalizers = if subresource == Some(Subresource::Finalize) {
+        new["spec"]["finalizers"].clone()
+    } else {
+        current["spec"]["finalizers"].clone()
+    };
+    let finalizers = if finalizers.is_array() {
+        finalizers
+    } else {
+        json!([])
+    };
+    obj["spec"]["finalizers"] = finalizers;
 }
 
 /// Kinds whose `metadata.generation` counts spec changes.

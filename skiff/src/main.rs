@@ -28,6 +28,8 @@ enum Daemon {
     Apiserver(ApiserverFlags),
     /// The scheduler: binds pending pods to nodes.
     Scheduler(SchedulerFlags),
+    /// The controller manager: ReplicaSets, garbage collection, namespaces, ….
+    ControllerManager(ControllerManagerFlags),
 }
 
 /// kube-scheduler's flags, with its names and defaults.
@@ -62,7 +64,75 @@ struct SchedulerFlags {
     secure_port: u16,
 }
 
-/// Parses Go-style durations as Kubernetes flags take them: `15s`, `500ms`, `1m`, `1m30s`.
+
+/// kube-controller-manager's flags, with its names and defaults.
+#[derive(Args)]
+struct ControllerManagerFlags {
+    /// Path to a kubeconfig file with the API server's address.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Elect a leader among replicas through a Lease and run only while leading.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    leader_elect: bool,
+    /// How long a non-leader waits after the last observed renewal before taking over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// Time between attempts to acquire or renew leadership.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+    /// The kind of lock object (only `leases`).
+    #[arg(long, default_value = "leases", value_parser = ["leases"])]
+    leader_elect_resource_lock: String,
+    /// The name of the Lease.
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
+    /// The namespace of the Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// CIDR range for pods in the cluster, split into one podCIDR per node.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Controllers to run: '*' for all on by default, 'foo' to enable, '-foo' to disable.
+    #[arg(long, default_value = "*")]
+    controllers: String,
+    /// The IP address for /healthz and /metrics.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// The port for /healthz and /metrics (plain HTTP until TLS lands).
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
+}
+
+impl ControllerManagerFlags {
+    fn into_config(self) -> Result<skiff_controllers::Config, skiff_controllers::Error> {
+        let _ = self.leader_elect_resource_lock;
+        Ok(skiff_controllers::Config {
+            kubeconfig: self.kubeconfig,
+            leader_elect: self.leader_elect,
+            leader_election: skiff_controllers::LeaderElectionConfig {
+                lease_duration: self.leader_elect_lease_duration,
+                renew_deadline: self.leader_elect_renew_deadline,
+                retry_period: self.leader_elect_retry_period,
+                release_on_shutdown: true,
+            },
+            lease_namespace: self.leader_elect_resource_namespace,
+            lease_name: self.leader_elect_resource_name,
+            cluster_cidr: self.cluster_cidr,
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            controllers: skiff_controllers::Selection::parse(&self.controllers)?,
+            bind_address: self.bind_address,
+            secure_port: self.secure_port,
+        })
+    }
+}
+
+/// Parses Go-style durations as Kubernetes flags take them: `15s`, `500ms`, `1m30s`, `2h`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration such as 15s, 500ms or 1m30s");
     let mut total = Duration::ZERO;
@@ -80,6 +150,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let secs = match &rest[..unit_len] {
+            "ns" => value / 1e9,
+            "us" | "µs" => value / 1e6,
             "ms" => value / 1000.0,
             "s" => value,
             "m" => value * 60.0,
@@ -325,6 +397,12 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())
             }
+            Daemon::ControllerManager(flags) => {
+                let config = flags.into_config().map_err(|e| e.to_string())?;
+                skiff_controllers::run(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
     });
     match result {
@@ -371,5 +449,8 @@ mod tests {
         assert!(parse_duration("15").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert!(parse_duration("fast").is_err());
     }
 }

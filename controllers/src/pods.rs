@@ -1,0 +1,146 @@
+//! What controllers ask of pods: active, ready, available (Kubernetes' podutil).
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::{Metadata, Resource};
+
+/// Not finished and not being deleted (Kubernetes' `FilterActivePods`).
+pub fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// When the Ready condition became True, if it is True.
+pub fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
+    let cond = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    if cond.status != "True" {
+        return None;
+    }
+    Some(
+        cond.last_transition_time
+            .as_ref()
+            .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0),
+    )
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// Ready for at least `min_ready_seconds` at `now` (Kubernetes' `IsPodAvailable`).
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
+    let Some(since) = ready_since(pod) else {
+        return false;
+    };
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    now.as_second() - since.as_second() >= i64::from(min_ready_seconds)
+}
+
+/// How long until a ready pod becomes available; None when it is not ready or already
+/// is.
+pub fn until_available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let since = ready_since(pod)?;
+    let left = since.as_second() + i64::from(min_ready_seconds) - now.as_second();
+    (left > 0).then(|| std::time::Duration::from_secs(left.unsigned_abs()))
+}
+
+/// Highest restart count of the pod's containers.
+pub fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| {
+            cs.iter().map(|c| c.restart_count).max().unwrap_or(0)
+        })
+}
+
+/// The owner reference a controller puts on what it creates.
+pub fn controller_ref<
+    K: Resource + Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
+    owner: &K,
+) -> OwnerReference {
+    let meta = owner.metadata();
+    OwnerReference {
+        api_version: K::API_VERSION.to_string(),
+        kind: K::KIND.to_string(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    use super::*;
+
+    /// A pod for unit tests.
+    pub fn pod(name: &str, node: &str, phase: &str, ready_at: Option<i64>, created: i64) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                uid: Some(format!("uid-{name}")),
+                creation_timestamp: Some(Time(jiff::Timestamp::from_second(created).unwrap())),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: (!node.is_empty()).then(|| node.to_string()),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: ready_at.map(|t| {
+                    vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        last_transition_time: Some(Time(jiff::Timestamp::from_second(t).unwrap())),
+                        ..PodCondition::default()
+                    }]
+                }),
+                ..PodStatus::default()
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::pod;
+    use super::*;
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let p = pod("a", "n1", "Running", Some(100), 0);
+        let now = jiff::Timestamp::from_second(105).unwrap();
+        assert!(is_ready(&p));
+        assert!(is_available(&p, 0, now));
+        assert!(!is_available(&p, 10, now));
+        assert!(is_available(&p, 5, now));
+        assert_eq!(
+            until_available(&p, 10, now),
+            Some(std::time::Duration::from_secs(5))
+        );
+        let unready = pod("b", "n1", "Running", None, 0);
+        assert!(!is_available(&unready, 0, now));
+        assert!(is_active(&unready));
+        assert!(!is_active(&pod("c", "n1", "Succeeded", None, 0)));
+    }
+}

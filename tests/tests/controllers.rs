@@ -1,0 +1,799 @@
+//! `skiff controller-manager` against a real control plane (a 3-member store and an
+//! apiserver, as processes): ReplicaSets, garbage collection (background, foreground,
+//! orphan, dangling owners) and namespace deletion.
+//!
+//! No kubelet exists yet. Tests whose pods must become Ready run a simulated kubelet
+//! ([`SimulatedKubelet`]): a task that sets each pod's status to Running and Ready as a
+//! kubelet would. Their names say `with_simulated_kubelet`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Event as CoreEvent, Namespace, Pod, PodSpec, PodTemplateSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use serde_json::json;
+use skiff_client::watcher::{self, Event};
+use skiff_client::{
+    Api, Client, DeleteParams, ListParams, Patch, PatchParams, PostParams, ResourceExt,
+};
+use skiff_tests::cluster::{dying_with_parent, skiff_binary, tail, Spawner};
+use skiff_tests::control_plane::{free_port, ControlPlane};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it yields a value or `timeout` passes.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("never satisfied");
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?} (last: {last})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A `skiff controller-manager` process; killed on drop, its log printed if the test
+/// failed.
+struct ControllerManager {
+    child: Option<Child>,
+    log: PathBuf,
+    port: u16,
+    _spawner: Spawner,
+}
+
+impl ControllerManager {
+    async fn start(cp: &ControlPlane, extra: &[&str]) -> Result<ControllerManager> {
+        let port = free_port()?;
+        let log = cp.dir().join(format!("controller-manager-{port}.log"));
+        let file = std::fs::File::create(&log)?;
+        let mut cmd = dying_with_parent(&skiff_binary()?);
+        cmd.arg("controller-manager")
+            .arg("--kubeconfig")
+            .arg(cp.kubeconfig())
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={port}"))
+            .args(extra)
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let spawner = Spawner::new()?;
+        let child = spawner.spawn(cmd)?;
+        let cm = ControllerManager {
+            child: Some(child),
+            log,
+            port,
+            _spawner: spawner,
+        };
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        eventually("controller-manager /healthz", TIMEOUT, || async {
+            Ok(reqwest::get(&url)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ()))
+        })
+        .await
+        .with_context(|| format!("log:\n{}", tail(&cm.log, 40)))?;
+        Ok(cm)
+    }
+
+    async fn metrics(&self) -> Result<String> {
+        Ok(
+            reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+                .await?
+                .text()
+                .await?,
+        )
+    }
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- controller-manager log tail ---\n{}",
+                tail(&self.log, 80)
+            );
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Stands in for kubelets until skiff has one: sets every pod that is not yet Ready to
+/// Running with a Ready condition, as a kubelet reports a started pod. Stops on drop.
+struct SimulatedKubelet {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimulatedKubelet {
+    fn start(client: &Client) -> SimulatedKubelet {
+        let api: Api<Pod> = Api::all(client.clone());
+        let client = client.clone();
+        let task = tokio::spawn(async move {
+            let mut events = watcher::watcher(api, watcher::Config::default());
+            while let Some(e) = events.next().await {
+                let pod = match e {
+                    Ok(Event::InitApply(p) | Event::Apply(p)) => p,
+                    _ => continue,
+                };
+                if pod.metadata.deletion_timestamp.is_some() || is_ready(&pod) {
+                    continue;
+                }
+                let ns = pod.namespace().unwrap_or("default").to_string();
+                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                let now = jiff::Timestamp::now().to_string();
+                let status = json!({"status": {
+                    "phase": "Running",
+                    "podIP": "10.244.1.10",
+                    "startTime": now,
+                    "conditions": [
+                        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                    ],
+                }});
+                let _ = api
+                    .patch_status(pod.name(), &PatchParams::default(), &Patch::Merge(status))
+                    .await;
+            }
+        });
+        SimulatedKubelet { task }
+    }
+}
+
+impl Drop for SimulatedKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn replica_set(name: &str, replicas: i32, app: &str) -> ReplicaSet {
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels(&[("app", app)])),
+                ..LabelSelector::default()
+            },
+            template: Some(PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&[("app", app)])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "web".into(),
+                        image: Some("busybox".into()),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+            }),
+            ..ReplicaSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn bare_pod(name: &str, app: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels(&[("app", app)])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "c".into(),
+                image: Some("busybox".into()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The live pods (not being deleted) a ReplicaSet controls.
+async fn owned_pods(pods: &Api<Pod>, rs: &ReplicaSet) -> Result<Vec<Pod>> {
+    let uid = rs.uid().unwrap_or("");
+    Ok(pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.controller_owner().is_some_and(|o| o.uid == uid))
+        .collect())
+}
+
+async fn setup() -> Result<(ControlPlane, ControllerManager, Client)> {
+    let cp = ControlPlane::start(1).await?;
+    let cm = ControllerManager::start(&cp, &[]).await?;
+    let client = Client::new(&cp.url(0))?;
+    Ok((cp, cm, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicaset_keeps_three_ready_pods_adopts_releases_and_replaces_with_simulated_kubelet(
+) -> Result<()> {
+    let (_cp, cm, client) = setup().await?;
+    let _kubelet = SimulatedKubelet::start(&client);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+
+    // An orphan that matches is adopted rather than a fourth pod made.
+    pods.create(&PostParams::default(), &bare_pod("stray", "web"))
+        .await?;
+    let rs = sets
+        .create(&PostParams::default(), &replica_set("web", 3, "web"))
+        .await?;
+    let owned = eventually("3 pods owned by the ReplicaSet", TIMEOUT, || async {
+        let owned = owned_pods(&pods, &rs).await?;
+        Ok((owned.len() == 3).then_some(owned))
+    })
+    .await?;
+    ensure!(
+        owned.iter().any(|p| p.name() == "stray"),
+        "the matching orphan was adopted: {:?}",
+        owned.iter().map(|p| p.name()).collect::<Vec<_>>()
+    );
+    eventually("status shows 3 ready and available", TIMEOUT, || async {
+        let s = sets.get("web").await?.status.unwrap_or_default();
+        Ok((s.replicas == 3
+            && s.ready_replicas == Some(3)
+            && s.available_replicas == Some(3)
+            && s.fully_labeled_replicas == Some(3)
+            && s.observed_generation == Some(1))
+        .then_some(()))
+    })
+    .await?;
+
+    // A deleted pod is replaced.
+    let victim = owned
+        .iter()
+        .find(|p| p.name() != "stray")
+        .context("a created pod")?
+        .name()
+        .to_string();
+    pods.delete(&victim, &DeleteParams::default()).await?;
+    eventually("a replacement pod", TIMEOUT, || async {
+        let owned = owned_pods(&pods, &rs).await?;
+        Ok((owned.len() == 3 && owned.iter().all(|p| p.name() != victim)).then_some(()))
+    })
+    .await?;
+
+    // A pod relabelled out of the selector is released and replaced.
+    pods.patch(
+        "stray",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})),
+    )
+    .await?;
+    eventually(
+        "the relabelled pod released and replaced",
+        TIMEOUT,
+        || async {
+            let stray = pods.get("stray").await?;
+            let owned = owned_pods(&pods, &rs).await?;
+            Ok((stray.owner_references().is_empty()
+                && owned.len() == 3
+                && owned.iter().all(|p| p.name() != "stray"))
+            .then_some(()))
+        },
+    )
+    .await?;
+
+    // Scale down to 1: the two others go, and the status follows.
+    sets.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await?;
+    eventually("scaled down to 1", TIMEOUT, || async {
+        let s = sets.get("web").await?.status.unwrap_or_default();
+        let owned = owned_pods(&pods, &rs).await?;
+        Ok((owned.len() == 1 && s.replicas == 1 && s.observed_generation == Some(2)).then_some(()))
+    })
+    .await?;
+
+    // What the controller did is told by Events.
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    eventually(
+        "SuccessfulCreate and SuccessfulDelete events",
+        TIMEOUT,
+        || async {
+            let list = events.list(&ListParams::default()).await?.items;
+            let reasons: Vec<&str> = list
+                .iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some("web"))
+                .filter_map(|e| e.reason.as_deref())
+                .collect();
+            Ok(
+                (reasons.contains(&"SuccessfulCreate") && reasons.contains(&"SuccessfulDelete"))
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+    let metrics = cm.metrics().await?;
+    ensure!(
+        metrics.contains("skiff_controller_reconcile_total{controller=\"replicaset-controller\",result=\"success\"}"),
+        "{metrics}"
+    );
+    ensure!(
+        metrics.contains("leader_election_master_status{name=\"kube-controller-manager\"} 1"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collector_deletes_in_background_foreground_and_orphans() -> Result<()> {
+    let (cp, _cm, client) = setup().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+
+    // Foreground: the ReplicaSet outlives every pod it owns. Recorded from one watch of
+    // pods and one of ReplicaSets, started before the delete.
+    let fg = sets
+        .create(&PostParams::default(), &replica_set("fg", 2, "fg"))
+        .await?;
+    let fg_pods = eventually("fg pods", TIMEOUT, || async {
+        let p = owned_pods(&pods, &fg).await?;
+        Ok((p.len() == 2).then_some(p))
+    })
+    .await?;
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = {
+        let order = order.clone();
+        let mut rs_events =
+            watcher::watcher(sets.clone(), watcher::Config::default()).map(|e| match e {
+                Ok(Event::Delete(rs)) => Some(format!("rs/{}", rs.name())),
+                Ok(Event::InitDone) => Some("#synced".to_string()),
+                _ => None,
+            });
+        let mut pod_events =
+            watcher::watcher(pods.clone(), watcher::Config::default()).map(|e| match e {
+                Ok(Event::Delete(p)) => Some(format!("pod/{}", p.name())),
+                Ok(Event::InitDone) => Some("#synced".to_string()),
+                _ => None,
+            });
+        tokio::spawn(async move {
+            loop {
+                let e = tokio::select! {
+                    Some(e) = rs_events.next() => e,
+                    Some(e) = pod_events.next() => e,
+                    else => return,
+                };
+                if let Some(gone) = e {
+                    order.lock().unwrap().push(gone);
+                }
+            }
+        })
+    };
+    eventually("both watches listed", TIMEOUT, || async {
+        let o = order.lock().unwrap();
+        Ok((o.iter().filter(|n| *n == "#synced").count() >= 2).then_some(()))
+    })
+    .await?;
+    let out = cp.kubectl_ok(&["delete", "rs", "fg", "--cascade=foreground", "--wait=false"])?;
+    ensure!(out.contains("deleted"), "{out}");
+    let held = sets.get_opt("fg").await?;
+    if let Some(held) = held {
+        ensure!(
+            held.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == "foregroundDeletion"),
+            "{held:?}"
+        );
+    }
+    eventually("fg gone", TIMEOUT, || async {
+        Ok(sets.get_opt("fg").await?.is_none().then_some(()))
+    })
+    .await?;
+    let fg_names: Vec<String> = fg_pods
+        .iter()
+        .map(|p| format!("pod/{}", p.name()))
+        .collect();
+    eventually("deletions recorded", TIMEOUT, || async {
+        let o = order.lock().unwrap().clone();
+        Ok(
+            (fg_names.iter().all(|n| o.contains(n)) && o.contains(&"rs/fg".to_string()))
+                .then_some(o),
+        )
+    })
+    .await
+    .and_then(|o| {
+        let rs_at = o.iter().position(|n| n == "rs/fg").unwrap_or(0);
+        for n in &fg_names {
+            let at = o.iter().position(|x| x == n).unwrap_or(usize::MAX);
+            ensure!(at < rs_at, "{n} deleted after its foreground owner: {o:?}");
+        }
+        Ok(())
+    })?;
+    recorder.abort();
+
+    // Orphan: the ReplicaSet goes, its pods stay, without owner references.
+    let orphaner = sets
+        .create(&PostParams::default(), &replica_set("orph", 2, "orph"))
+        .await?;
+    let orph_pods = eventually("orph pods", TIMEOUT, || async {
+        let p = owned_pods(&pods, &orphaner).await?;
+        Ok((p.len() == 2).then_some(p))
+    })
+    .await?;
+    cp.kubectl_ok(&["delete", "rs", "orph", "--cascade=orphan"])?;
+    eventually("orph gone", TIMEOUT, || async {
+        Ok(sets.get_opt("orph").await?.is_none().then_some(()))
+    })
+    .await?;
+    for p in &orph_pods {
+        let now = pods.get(p.name()).await?;
+        ensure!(
+            now.owner_references().is_empty() && now.metadata.deletion_timestamp.is_none(),
+            "an orphaned pod keeps living, unowned: {now:?}"
+        );
+    }
+
+    // Background (kubectl's default): the ReplicaSet goes at once, its pods follow.
+    let bg = sets
+        .create(&PostParams::default(), &replica_set("bg", 2, "bg"))
+        .await?;
+    let bg_pods = eventually("bg pods", TIMEOUT, || async {
+        let p = owned_pods(&pods, &bg).await?;
+        Ok((p.len() == 2).then_some(p))
+    })
+    .await?;
+    cp.kubectl_ok(&["delete", "rs", "bg"])?;
+    eventually("bg pods collected", TIMEOUT, || async {
+        for p in &bg_pods {
+            if pods.get_opt(p.name()).await?.is_some() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await?;
+
+    // A dangling owner reference (an owner that never existed) is collected too, and a
+    // reference to a gone owner beside a live one is removed.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let ghost = OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "ghost".into(),
+        uid: "00000000-0000-0000-0000-00000000dead".into(),
+        ..OwnerReference::default()
+    };
+    let live_owner = cms
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("live-owner".into()),
+                    ..ObjectMeta::default()
+                },
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
+    let live_ref = OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "live-owner".into(),
+        uid: live_owner.uid().unwrap_or("").into(),
+        ..OwnerReference::default()
+    };
+    for (name, owners) in [
+        ("dangling", vec![ghost.clone()]),
+        ("half", vec![ghost.clone(), live_ref.clone()]),
+    ] {
+        cms.create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    owner_references: Some(owners),
+                    ..ObjectMeta::default()
+                },
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
+    }
+    eventually("dangling dependent collected", TIMEOUT, || async {
+        Ok(cms.get_opt("dangling").await?.is_none().then_some(()))
+    })
+    .await?;
+    eventually("reference to the gone owner removed", TIMEOUT, || async {
+        let half = cms.get("half").await?;
+        Ok((half.owner_references() == [live_ref.clone()]).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_removes_its_contents_then_itself() -> Result<()> {
+    let (cp, _cm, client) = setup().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("doomed".into()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    cms.create(
+        &PostParams::default(),
+        &ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("settings".into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        },
+    )
+    .await?;
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "doomed");
+    let rs = sets
+        .create(&PostParams::default(), &replica_set("app", 2, "app"))
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "doomed");
+    eventually("pods in doomed", TIMEOUT, || async {
+        Ok((owned_pods(&pods, &rs).await?.len() == 2).then_some(()))
+    })
+    .await?;
+
+    // kubectl waits until the namespace is really gone.
+    cp.kubectl_ok(&["delete", "namespace", "doomed", "--timeout=120s"])?;
+    ensure!(namespaces.get_opt("doomed").await?.is_none());
+    ensure!(cms.list(&ListParams::default()).await?.items.is_empty());
+    ensure!(pods.list(&ListParams::default()).await?.items.is_empty());
+    ensure!(sets.list(&ListParams::default()).await?.items.is_empty());
+
+    // The name can be used again, for an empty namespace.
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("doomed".into()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await?;
+    ensure!(cms.list(&ListParams::default()).await?.items.is_empty());
+    Ok(())
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    kubernetes.io/change-cause: first
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rolls_out_keeping_three_ready_pods_and_rolls_back_with_simulated_kubelet(
+) -> Result<()> {
+    let (cp, _cm, client) = setup().await?;
+    let _kubelet = SimulatedKubelet::start(&client);
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], DEPLOYMENT)?;
+    let out = cp.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
+    ensure!(out.contains("successfully rolled out"), "{out}");
+
+    // Every pod event from here on: never fewer than 3 ready pods.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let watch = std::sync::Arc::new(std::sync::Mutex::new((false, usize::MAX, 0usize)));
+    let recorder = {
+        let watch = watch.clone();
+        let mut events =
+            watcher::watcher(pods.clone(), watcher::Config::default().labels("app=web"));
+        tokio::spawn(async move {
+            let mut ready = std::collections::BTreeSet::new();
+            let mut listing = std::collections::BTreeSet::new();
+            while let Some(e) = events.next().await {
+                let mut w = watch.lock().unwrap();
+                match e {
+                    Ok(Event::Init) => listing.clear(),
+                    Ok(Event::InitApply(p)) => {
+                        if is_ready(&p) && p.metadata.deletion_timestamp.is_none() {
+                            listing.insert(p.name().to_string());
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        ready = std::mem::take(&mut listing);
+                        w.0 = true;
+                    }
+                    Ok(Event::Apply(p)) => {
+                        if is_ready(&p) && p.metadata.deletion_timestamp.is_none() {
+                            ready.insert(p.name().to_string());
+                        } else {
+                            ready.remove(p.name());
+                        }
+                    }
+                    Ok(Event::Delete(p)) => {
+                        ready.remove(p.name());
+                    }
+                    Err(_) => continue,
+                }
+                if w.0 {
+                    w.1 = w.1.min(ready.len());
+                    w.2 += 1;
+                }
+            }
+        })
+    };
+    eventually("pod watch listed", TIMEOUT, || async {
+        Ok(watch.lock().unwrap().0.then_some(()))
+    })
+    .await?;
+    cp.kubectl_ok(&["set", "image", "deployment/web", "web=busybox:1.37"])?;
+    cp.kubectl_ok(&[
+        "annotate",
+        "deployment/web",
+        "kubernetes.io/change-cause=second",
+        "--overwrite",
+    ])?;
+    let out = cp.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
+    ensure!(out.contains("successfully rolled out"), "{out}");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    eventually("the old ReplicaSet scaled to 0", TIMEOUT, || async {
+        let list = sets.list(&ListParams::default()).await?.items;
+        let old_zero = list.iter().any(|rs| {
+            rs.spec.as_ref().and_then(|s| s.replicas) == Some(0)
+                && rs.status.as_ref().is_some_and(|s| s.replicas == 0)
+        });
+        Ok((list.len() == 2 && old_zero).then_some(()))
+    })
+    .await?;
+    {
+        let w = watch.lock().unwrap();
+        ensure!(w.2 > 6, "the watch saw the rollout ({} events)", w.2);
+        ensure!(w.1 >= 3, "ready pods fell to {} during the rollout", w.1);
+    }
+    recorder.abort();
+
+    let history = cp.kubectl_ok(&["rollout", "history", "deployment/web"])?;
+    let rows = |h: &str| -> Vec<String> {
+        h.lines()
+            .skip_while(|l| !l.starts_with("REVISION"))
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    ensure!(rows(&history) == ["1 first", "2 second"], "{history}");
+
+    // Undo goes back to the first template, as revision 3.
+    cp.kubectl_ok(&["rollout", "undo", "deployment/web"])?;
+    let out = cp.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"])?;
+    ensure!(out.contains("successfully rolled out"), "{out}");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    let d = eventually("revision 3 on the deployment", TIMEOUT, || async {
+        let d = deployments.get("web").await?;
+        let rev = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .cloned();
+        Ok((rev.as_deref() == Some("3")).then_some(d))
+    })
+    .await?;
+    let image = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone());
+    ensure!(image.as_deref() == Some("busybox:1.36"), "{image:?}");
+    let list = sets.list(&ListParams::default()).await?.items;
+    ensure!(
+        list.len() == 2,
+        "the rollback reuses the first ReplicaSet: {}",
+        list.len()
+    );
+    let first = list
+        .iter()
+        .find(|rs| {
+            rs.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .and_then(|t| t.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.as_deref())
+                == Some("busybox:1.36")
+        })
+        .context("the first ReplicaSet")?;
+    let a = first.metadata.annotations.clone().unwrap_or_default();
+    ensure!(
+        a.get("deployment.kubernetes.io/revision")
+            .map(String::as_str)
+            == Some("3")
+            && a.get("deployment.kubernetes.io/revision-history")
+                .map(String::as_str)
+                == Some("1"),
+        "{a:?}"
+    );
+    ensure!(
+        first.spec.as_ref().and_then(|s| s.replicas) == Some(3),
+        "{first:?}"
+    );
+    let history = cp.kubectl_ok(&["rollout", "history", "deployment/web"])?;
+    ensure!(rows(&history) == ["2 second", "3 first"], "{history}");
+    Ok(())
+}
