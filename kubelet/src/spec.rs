@@ -114,6 +114,12 @@ pub fn user(pod: &Pod, container: &Container, image: &ProcessConfig) -> Result<(
         .and_then(|s| s.run_as_group)
         .or_else(|| psc.and_then(|s| s.run_as_group));
     let image_user = image.user.clone().unwrap_or_default();
+    // runAsUser replaces the image's USER entirely, so a user name there is no error.
+    let image_user = if run_as_user.is_some() {
+        String::new()
+    } else {
+        image_user
+    };
     let (image_uid, image_gid) = if image_user.is_empty() || image_user == "root" {
         (0, None)
     } else {
