@@ -16,23 +16,30 @@ export SKIFF_BIN
 
 BENCH_ARGS ?=
 
-.PHONY: deps build test lab lab-down bench
+.PHONY: deps images build test lab lab-down bench
 
+# System packages (containerd, runc, CNI plugins, registry, …) when missing, and a
+# running containerd.
 deps:
 	scripts/deps.sh
+
+# The test images in a local registry on 127.0.0.1:5000 and as OCI archives
+# (tests/images/build.sh says which); the kubelet tests also run it themselves.
+images: deps
+	tests/images/build.sh
 
 build:
 	$(CARGO) build --release --workspace --bins
 
 # One release build serves the binaries and the tests; --no-fail-fast so that the
 # closing summary counts every test.
-test: deps
+test: deps images
 	$(MAKE) build
 	$(CARGO) nextest run --workspace --release --no-fail-fast
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-lab: build
+lab: deps build
 	lab/store-up.sh
 	lab/apiserver-up.sh
 

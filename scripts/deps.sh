@@ -10,6 +10,12 @@ packages=(
     nftables          # service rules and link cuts
     iptables
     curl              # raw HTTP/2 requests in the bad-input tests
+    containerd        # the kubelet's container runtime (gRPC on /run/containerd/containerd.sock)
+    runc              # containerd's OCI runtime
+    containernetworking-plugins # CNI plugins in /usr/lib/cni: bridge, host-local, loopback
+    busybox-static    # the one binary in the test images (tests/images/build.sh)
+    docker-registry   # a local OCI registry holding the test images
+    skopeo            # pushes the test images to that registry
 )
 
 say() { printf 'deps: %s\n' "$*"; }
@@ -32,8 +38,8 @@ done
 
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
-    # Debian's etcd-server starts an etcd on 2379/2380 when it can; tests and the lab
-    # need those ports. A policy-rc.d answering 101 stops services from being started
+    # Debian's etcd-server starts an etcd on 2379/2380 and docker-registry one on 5000
+    # when they can; tests and the lab need those ports and start their own. A policy-rc.d answering 101 stops services from being started
     # during the install; one that already exists is left as it is.
     policy=/usr/sbin/policy-rc.d
     made_policy=false
@@ -71,6 +77,32 @@ for port in 2379 2380; do
         say "warning: something still listens on port $port (make lab will not start): $(ss -Hltnp "sport = :$port" | head -1)" >&2
     fi
 done
+
+# containerd is not started by anything on machines without systemd; the kubelet tests
+# and the lab need it. Its default config is used; its log goes to /var/log.
+containerd_sock=/run/containerd/containerd.sock
+if [ -S "$containerd_sock" ] && ctr --address "$containerd_sock" version >/dev/null 2>&1; then
+    say "containerd running"
+else
+    if [ -d /run/systemd/system ] && systemctl list-unit-files containerd.service >/dev/null 2>&1; then
+        say "starting containerd (systemd)"
+        "${sudo[@]}" systemctl start containerd
+    else
+        say "starting containerd (log: /var/log/skiff-containerd.log)"
+        "${sudo[@]}" setsid sh -c 'exec containerd >>/var/log/skiff-containerd.log 2>&1' </dev/null &
+    fi
+    for _ in $(seq 1 50); do
+        if ctr --address "$containerd_sock" version >/dev/null 2>&1; then
+            break
+        fi
+        sleep 0.2
+    done
+    if ! ctr --address "$containerd_sock" version >/dev/null 2>&1; then
+        say "containerd did not answer on $containerd_sock (see /var/log/skiff-containerd.log)" >&2
+        exit 1
+    fi
+    say "containerd running"
+fi
 
 if cargo nextest --version >/dev/null 2>&1; then
     say "cargo-nextest present"

@@ -30,6 +30,8 @@ enum Daemon {
     Scheduler(SchedulerFlags),
     /// The controller manager: ReplicaSets, garbage collection, namespaces, ….
     ControllerManager(ControllerManagerFlags),
+    /// The node agent: registers the Node and runs its pods through containerd.
+    Kubelet(KubeletFlags),
 }
 
 /// kube-scheduler's flags, with its names and defaults.
@@ -190,6 +192,109 @@ impl SchedulerFlags {
             lease_name: self.leader_elect_resource_name,
             listen: std::net::SocketAddr::new(self.bind_address, self.secure_port),
             ..skiff_scheduler::Config::default()
+        })
+    }
+}
+
+/// The kubelet's flags, with Kubernetes' names and defaults.
+#[derive(Args)]
+struct KubeletFlags {
+    /// Path to a kubeconfig file for the API server (else $KUBECONFIG, ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The node's name, instead of the machine's hostname.
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The node's IP address (its InternalIP and the pods' hostIP).
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    /// Directory for the kubelet's files (pods' /etc files, namespaces, logs).
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    root_dir: PathBuf,
+    /// containerd's endpoint.
+    #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
+    container_runtime_endpoint: String,
+    /// The containerd namespace holding this kubelet's images and containers.
+    #[arg(long, default_value = "k8s.io")]
+    containerd_namespace: String,
+    /// Directories with the CNI plugin binaries (comma- or colon-separated).
+    #[arg(long, default_value = "/opt/cni/bin,/usr/lib/cni")]
+    cni_bin_dir: String,
+    /// Directory with the CNI network configuration (the first file by name is used).
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Taints the node registers with: key=value:Effect,…
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+    /// Labels the node registers with: key=value,…
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// Cluster DNS server IPs, comma-separated (pods' nameservers for ClusterFirst).
+    #[arg(long, default_value = "")]
+    cluster_dns: String,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Directory of image archives (OCI archives, optionally gzipped) imported at start
+    /// and when added.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Address of the /healthz and /metrics endpoint.
+    #[arg(long, default_value = "127.0.0.1")]
+    healthz_bind_address: std::net::IpAddr,
+    /// Port of the /healthz and /metrics endpoint.
+    #[arg(long, default_value_t = 10248)]
+    healthz_port: u16,
+}
+
+impl KubeletFlags {
+    fn into_config(self) -> Result<skiff_kubelet::Config, skiff_kubelet::Error> {
+        let bad = |m: String| skiff_kubelet::Error::Config(m);
+        let socket = self
+            .container_runtime_endpoint
+            .strip_prefix("unix://")
+            .ok_or_else(|| {
+                bad(format!(
+                    "--container-runtime-endpoint {:?}: only unix:// endpoints are supported",
+                    self.container_runtime_endpoint
+                ))
+            })?;
+        let cluster_dns = self
+            .cluster_dns
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| bad(format!("--cluster-dns: {s:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let node_name = self
+            .hostname_override
+            .unwrap_or_else(skiff_kubelet::hostname);
+        if node_name.is_empty() {
+            return Err(bad("the node name is empty".into()));
+        }
+        Ok(skiff_kubelet::Config {
+            kubeconfig: self.kubeconfig,
+            node_name,
+            node_ip: self.node_ip,
+            root_dir: self.root_dir,
+            containerd_socket: PathBuf::from(socket),
+            containerd_namespace: self.containerd_namespace,
+            cni_bin_dirs: self
+                .cni_bin_dir
+                .split([',', ':'])
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            cni_conf_dir: self.cni_conf_dir,
+            node_labels: skiff_kubelet::node::parse_labels(&self.node_labels)?,
+            register_with_taints: skiff_kubelet::node::parse_taints(&self.register_with_taints)?,
+            cluster_dns,
+            cluster_domain: self.cluster_domain,
+            image_dir: self.image_dir,
+            healthz: std::net::SocketAddr::new(self.healthz_bind_address, self.healthz_port),
         })
     }
 }
@@ -382,6 +487,12 @@ fn main() -> ExitCode {
             Daemon::Store(flags) => {
                 let config = flags.into_config().map_err(|e| e.to_string())?;
                 skiff_store::run(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Daemon::Kubelet(flags) => {
+                let config = flags.into_config().map_err(|e| e.to_string())?;
+                skiff_kubelet::run(config, shutdown_signal())
                     .await
                     .map_err(|e| e.to_string())
             }

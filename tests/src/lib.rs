@@ -3,6 +3,7 @@
 //!
 //! - [`cluster`]: start store clusters (skiff or etcd) as real processes on loopback,
 //!   kill, pause, cut and heal members.
+//! - [`kubelet`]: a `skiff kubelet` process on this machine's containerd and CNI plugins, isolated per test.
 //! - [`history`]: record every client operation with its invoke and return times.
 //! - [`workload`]: concurrent etcd clients doing get/put/delete/CAS on a few keys.
 //! - [`scheduler`]: `skiff scheduler` processes and Node/Pod objects for scheduling.
@@ -11,6 +12,7 @@
 pub mod cluster;
 pub mod control_plane;
 pub mod history;
+pub mod kubelet;
 pub mod linearizability;
 pub mod scheduler;
 pub mod workload;

@@ -1,0 +1,677 @@
+//! Images: pulled from a registry over the Registry HTTP API, or imported from OCI
+//! archives, into containerd's content store; unpacked with the Diff service onto
+//! overlayfs snapshots; named by an image record. containerd 1.6 leaves all of this
+//! to its clients.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use containerd_client::types::Descriptor;
+use futures::StreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::reference::Reference;
+use crate::runtime::{Runtime, SNAPSHOTTER};
+use crate::{Error, Result};
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// A descriptor as JSON manifests write it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonDescriptor {
+    /// Media type.
+    #[serde(default)]
+    pub media_type: String,
+    /// `sha256:…`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Platform, in an index.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+}
+
+impl JsonDescriptor {
+    fn to_proto(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            annotations: HashMap::new(),
+        }
+    }
+}
+
+/// An index's platform field.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Platform {
+    /// e.g. `amd64`.
+    #[serde(default)]
+    pub architecture: String,
+    /// e.g. `linux`.
+    #[serde(default)]
+    pub os: String,
+}
+
+/// An image index or a manifest, told apart by its fields.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<JsonDescriptor>>,
+    #[serde(default)]
+    config: Option<JsonDescriptor>,
+    #[serde(default)]
+    layers: Vec<JsonDescriptor>,
+}
+
+/// The parts of an image config a container is built from.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct ImageConfig {
+    /// `config` of the image config.
+    #[serde(default)]
+    pub config: ProcessConfig,
+    /// The layers' uncompressed digests.
+    pub rootfs: RootFs,
+}
+
+/// The image config's `config` object.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct ProcessConfig {
+    /// ENTRYPOINT.
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// CMD.
+    #[serde(rename = "Cmd", default)]
+    pub cmd: Option<Vec<String>>,
+    /// ENV, `KEY=value`.
+    #[serde(rename = "Env", default)]
+    pub env: Option<Vec<String>>,
+    /// WORKDIR.
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: Option<String>,
+    /// USER.
+    #[serde(rename = "User", default)]
+    pub user: Option<String>,
+}
+
+/// The image config's `rootfs`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct RootFs {
+    /// `sha256:…` of each uncompressed layer, bottom first.
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+/// What a container needs from a local image.
+#[derive(Clone, Debug)]
+pub struct LocalImage {
+    /// The image record's name.
+    pub name: String,
+    /// `repository@digest`, Kubernetes' imageID.
+    pub image_id: String,
+    /// Its config.
+    pub config: ImageConfig,
+    /// The snapshot to prepare container rootfs on.
+    pub chain_id: String,
+}
+
+/// The chain ID of the top layer (OCI image spec: ChainID(L0) = DiffID(L0),
+/// ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))), and of each layer.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{prev} {d}").as_bytes()))
+            ),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// The manifest of an index for this machine (linux/amd64).
+pub fn select_platform(manifests: &[JsonDescriptor]) -> Option<&JsonDescriptor> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    manifests.iter().find(|m| {
+        m.platform
+            .as_ref()
+            .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+    })
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn parse_manifest(image: &str, bytes: &[u8]) -> Result<Manifest> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Image {
+        image: image.to_string(),
+        message: format!("manifest is not valid JSON: {e}"),
+    })
+}
+
+fn media_type_of(m: &Manifest, header: Option<&str>) -> String {
+    m.media_type
+        .clone()
+        .or_else(|| header.map(|h| h.split(';').next().unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| {
+            if m.manifests.is_some() {
+                OCI_INDEX.to_string()
+            } else {
+                OCI_MANIFEST.to_string()
+            }
+        })
+}
+
+fn single<T>(item: T) -> futures::stream::BoxStream<'static, Result<Vec<u8>>>
+where
+    T: Into<Vec<u8>>,
+{
+    futures::stream::once(futures::future::ready(Ok(item.into()))).boxed()
+}
+
+/// Pulls images from registries over the Registry HTTP API.
+#[derive(Clone, Debug)]
+pub struct Puller {
+    http: reqwest::Client,
+}
+
+impl Puller {
+    /// A puller with its own HTTP client.
+    pub fn new() -> Result<Puller> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Puller { http })
+    }
+
+    async fn get(&self, image: &str, url: &str, accept: &str) -> Result<reqwest::Response> {
+        let err = |message: String| Error::Image {
+            image: image.to_string(),
+            message,
+        };
+        if url.starts_with("https://") {
+            return Err(err(format!(
+                "{url}: HTTPS registries are not supported by skiff's kubelet yet (only plain HTTP registries on loopback); import the image from an archive in --image-dir instead"
+            )));
+        }
+        let resp = self
+            .http
+            .get(url)
+            .header("Accept", accept)
+            .send()
+            .await
+            .map_err(|e| err(format!("GET {url}: {e}")))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(err(format!("GET {url}: not found")));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(err(format!(
+                "GET {url}: the registry asks for authentication, which skiff's kubelet does not support yet"
+            )));
+        }
+        if !status.is_success() {
+            return Err(err(format!("GET {url}: {status}")));
+        }
+        Ok(resp)
+    }
+
+    /// Pulls `reference` into containerd and unpacks it; returns the image name.
+    pub async fn pull(&self, rt: &Runtime, reference: &Reference) -> Result<String> {
+        let name = reference.name();
+        let base = format!("{}/v2/{}", reference.registry_url(), reference.path);
+        let lease = format!("skiff-pull-{}", rand::random::<u64>());
+        rt.create_lease(&lease).await?;
+        let result = async {
+            let accept = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST].join(", ");
+            let url = format!("{base}/manifests/{}", reference.manifest_reference());
+            let resp = self.get(&name, &url, &accept).await?;
+            let header = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = resp.bytes().await.map_err(|e| Error::Image {
+                image: name.clone(),
+                message: format!("GET {url}: {e}"),
+            })?;
+            let digest = sha256_digest(&bytes);
+            if let Some(want) = &reference.digest {
+                if &digest != want {
+                    return Err(Error::Image {
+                        image: name.clone(),
+                        message: format!("the registry's manifest has digest {digest}, not {want}"),
+                    });
+                }
+            }
+            let top = parse_manifest(&name, &bytes)?;
+            let media_type = media_type_of(&top, header.as_deref());
+            let top_desc = Descriptor {
+                media_type: media_type.clone(),
+                digest: digest.clone(),
+                size: bytes.len() as i64,
+                annotations: HashMap::new(),
+            };
+            let (manifest_desc, manifest_bytes) = if let Some(list) = &top.manifests {
+                let chosen = select_platform(list).ok_or_else(|| Error::Image {
+                    image: name.clone(),
+                    message: "no linux/amd64 image in the manifest list".into(),
+                })?;
+                let url = format!("{base}/manifests/{}", chosen.digest);
+                let mbytes = self
+                    .get(&name, &url, &accept)
+                    .await?
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::Image {
+                        image: name.clone(),
+                        message: format!("GET {url}: {e}"),
+                    })?;
+                if sha256_digest(&mbytes) != chosen.digest {
+                    return Err(Error::Image {
+                        image: name.clone(),
+                        message: format!("manifest {} does not match its digest", chosen.digest),
+                    });
+                }
+                (chosen.to_proto(), mbytes.to_vec())
+            } else {
+                (top_desc.clone(), bytes.to_vec())
+            };
+            let manifest = parse_manifest(&name, &manifest_bytes)?;
+            let fetch = |d: JsonDescriptor| {
+                let url = format!("{base}/blobs/{}", d.digest);
+                let name = name.clone();
+                async move {
+                    let resp = self.get(&name, &url, "*/*").await?;
+                    let stream = resp.bytes_stream().map(move |c| {
+                        c.map(|b| b.to_vec()).map_err(|e| Error::Image {
+                            image: name.clone(),
+                            message: format!("GET {url}: {e}"),
+                        })
+                    });
+                    Ok::<_, Error>(stream.boxed())
+                }
+            };
+            store_manifest(
+                rt,
+                &lease,
+                &name,
+                &manifest,
+                &manifest_desc,
+                manifest_bytes,
+                fetch,
+            )
+            .await?;
+            if top.manifests.is_some() {
+                let mut labels = HashMap::new();
+                labels.insert(
+                    "containerd.io/gc.ref.content.m.0".to_string(),
+                    manifest_desc.digest.clone(),
+                );
+                rt.write_content(
+                    &lease,
+                    &digest,
+                    top_desc.size,
+                    labels,
+                    single(bytes.to_vec()),
+                )
+                .await?;
+            }
+            rt.put_image(&name, top_desc).await?;
+            Ok(name.clone())
+        }
+        .await;
+        let _ = rt.delete_lease(&lease).await;
+        result
+    }
+}
+
+/// Stores a manifest's config and layers (fetched with `fetch` when missing), the
+/// manifest itself with the garbage collector's references, and unpacks the layers.
+async fn store_manifest<F, Fut>(
+    rt: &Runtime,
+    lease: &str,
+    image: &str,
+    manifest: &Manifest,
+    desc: &Descriptor,
+    bytes: Vec<u8>,
+    fetch: F,
+) -> Result<()>
+where
+    F: Fn(JsonDescriptor) -> Fut,
+    Fut: std::future::Future<Output = Result<futures::stream::BoxStream<'static, Result<Vec<u8>>>>>,
+{
+    let config = manifest.config.clone().ok_or_else(|| Error::Image {
+        image: image.to_string(),
+        message: format!("{} is neither an index nor an image manifest", desc.digest),
+    })?;
+    let mut labels = HashMap::new();
+    labels.insert(
+        "containerd.io/gc.ref.content.config".to_string(),
+        config.digest.clone(),
+    );
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        labels.insert(
+            format!("containerd.io/gc.ref.content.l.{i}"),
+            layer.digest.clone(),
+        );
+    }
+    for blob in std::iter::once(&config).chain(manifest.layers.iter()) {
+        if !rt.content_exists(&blob.digest).await? {
+            let chunks = fetch(blob.clone()).await?;
+            rt.write_content(lease, &blob.digest, blob.size, HashMap::new(), chunks)
+                .await?;
+        }
+    }
+    let config_bytes = rt.read_content(&config.digest).await?;
+    let image_config: ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|e| Error::Image {
+            image: image.to_string(),
+            message: format!("image config is not valid JSON: {e}"),
+        })?;
+    if image_config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(Error::Image {
+            image: image.to_string(),
+            message: format!(
+                "the config lists {} layers, the manifest {}",
+                image_config.rootfs.diff_ids.len(),
+                manifest.layers.len()
+            ),
+        });
+    }
+    let chains = chain_ids(&image_config.rootfs.diff_ids);
+    let mut parent = String::new();
+    for (layer, chain) in manifest.layers.iter().zip(&chains) {
+        if !rt.snapshot_exists(chain).await? {
+            let key = format!("extract-{}-{chain}", rand::random::<u32>());
+            let mounts = rt.prepare_snapshot(&key, &parent, Some(lease)).await?;
+            let applied = rt.apply_layer(layer.to_proto(), mounts).await;
+            let committed = match applied {
+                Ok(_) => rt.commit_snapshot(chain, &key, lease).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = committed {
+                let _ = rt.remove_snapshot(&key).await;
+                if !(e.is_already_exists()) {
+                    return Err(e);
+                }
+            }
+        }
+        parent = chain.clone();
+    }
+    // The config references the unpacked snapshot, so the snapshot lives as long as the
+    // image does (what containerd's own unpacker records).
+    if let Some(top) = chains.last() {
+        let mut l = HashMap::new();
+        l.insert(
+            format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+            top.clone(),
+        );
+        rt.label_content(&config.digest, l).await?;
+    }
+    if !rt.content_exists(&desc.digest).await? {
+        rt.write_content(lease, &desc.digest, desc.size, labels, single(bytes))
+            .await?;
+    } else {
+        rt.label_content(&desc.digest, labels).await?;
+    }
+    Ok(())
+}
+
+/// Resolves an image record to what a container needs; `None` when it is not there or
+/// not unpacked.
+pub async fn local_image(rt: &Runtime, name: &str) -> Result<Option<LocalImage>> {
+    let Some(image) = rt.get_image(name).await? else {
+        return Ok(None);
+    };
+    let Some(target) = image.target else {
+        return Ok(None);
+    };
+    let bad = |message: String| Error::Image {
+        image: name.to_string(),
+        message,
+    };
+    let mut digest = target.digest.clone();
+    let mut manifest = parse_manifest(name, &rt.read_content(&digest).await?)?;
+    if let Some(list) = &manifest.manifests {
+        let chosen =
+            select_platform(list).ok_or_else(|| bad("no linux/amd64 image in the index".into()))?;
+        digest = chosen.digest.clone();
+        manifest = parse_manifest(name, &rt.read_content(&digest).await?)?;
+    }
+    let config = manifest
+        .config
+        .ok_or_else(|| bad(format!("{digest} is not an image manifest")))?;
+    let config: ImageConfig = serde_json::from_slice(&rt.read_content(&config.digest).await?)
+        .map_err(|e| bad(format!("image config is not valid JSON: {e}")))?;
+    let Some(chain_id) = chain_ids(&config.rootfs.diff_ids).pop() else {
+        return Err(bad("the image has no layers".into()));
+    };
+    if !rt.snapshot_exists(&chain_id).await? {
+        return Ok(None);
+    }
+    let repository = match Reference::parse(name) {
+        Ok(r) => r.repository(),
+        Err(_) => name.to_string(),
+    };
+    Ok(Some(LocalImage {
+        name: name.to_string(),
+        image_id: format!("{repository}@{}", target.digest),
+        config,
+        chain_id,
+    }))
+}
+
+/// Imports an OCI archive (an OCI image layout in a tar, optionally gzipped): every
+/// image its index names with `io.containerd.image.name` (or a full
+/// `org.opencontainers.image.ref.name`). Returns the names imported.
+pub async fn import_archive(rt: &Runtime, archive: &Path, scratch: &Path) -> Result<Vec<String>> {
+    let dir = scratch.join(format!("import-{}", rand::random::<u64>()));
+    let extract = {
+        let (archive, dir) = (archive.to_path_buf(), dir.clone());
+        tokio::task::spawn_blocking(move || extract_tar(&archive, &dir))
+    };
+    let result = async {
+        extract.await.map_err(|e| Error::Image {
+            image: archive.display().to_string(),
+            message: format!("extracting: {e}"),
+        })??;
+        import_layout(rt, archive, &dir).await
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    result
+}
+
+fn extract_tar(archive: &Path, dir: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(archive).map_err(|e| Error::io("opening", archive, e))?;
+    let mut magic = [0u8; 2];
+    let gz = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let file = std::fs::File::open(archive).map_err(|e| Error::io("opening", archive, e))?;
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    // unpack_in refuses entries that would land outside `dir`.
+    let mut tar = tar::Archive::new(reader);
+    let entries = tar
+        .entries()
+        .map_err(|e| Error::io("reading", archive, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::io("reading", archive, e))?;
+        entry
+            .unpack_in(dir)
+            .map_err(|e| Error::io("extracting", archive, e))?;
+    }
+    Ok(())
+}
+
+async fn import_layout(rt: &Runtime, archive: &Path, dir: &Path) -> Result<Vec<String>> {
+    let what = archive.display().to_string();
+    let bad = |message: String| Error::Image {
+        image: what.clone(),
+        message,
+    };
+    if dir.join("manifest.json").exists() && !dir.join("index.json").exists() {
+        return Err(bad(
+            "a `docker save` archive: not supported yet; convert it with `skopeo copy docker-archive:FILE oci-archive:FILE:NAME`".into(),
+        ));
+    }
+    let index_bytes = tokio::fs::read(dir.join("index.json"))
+        .await
+        .map_err(|e| bad(format!("no index.json (not an OCI archive?): {e}")))?;
+    let index = parse_manifest(&what, &index_bytes)?;
+    let blob_path = |digest: &str| -> Result<std::path::PathBuf> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| bad(format!("bad digest {digest:?}")))?;
+        Ok(dir.join("blobs").join("sha256").join(hex))
+    };
+    let read_blob = |digest: String| {
+        let path = blob_path(&digest);
+        async move {
+            let path = path?;
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| Error::io("reading", &path, e))?;
+            if sha256_digest(&bytes) != digest {
+                return Err(Error::Image {
+                    image: path.display().to_string(),
+                    message: format!("blob does not match its digest {digest}"),
+                });
+            }
+            Ok(bytes)
+        }
+    };
+    let lease = format!("skiff-import-{}", rand::random::<u64>());
+    rt.create_lease(&lease).await?;
+    let result = async {
+        let mut names = Vec::new();
+        for top in index.manifests.clone().unwrap_or_default() {
+            let name = top
+                .annotations
+                .get("io.containerd.image.name")
+                .cloned()
+                .or_else(|| {
+                    top.annotations
+                        .get("org.opencontainers.image.ref.name")
+                        .filter(|n| n.contains('/'))
+                        .cloned()
+                });
+            let Some(name) = name else {
+                tracing::warn!(archive = %what, digest = %top.digest, "image without a name (no io.containerd.image.name annotation): skipped");
+                continue;
+            };
+            let name = Reference::parse(&name)?.name();
+            let top_bytes = read_blob(top.digest.clone()).await?;
+            let parsed = parse_manifest(&name, &top_bytes)?;
+            let (mdesc, mbytes) = if let Some(list) = &parsed.manifests {
+                let chosen = select_platform(list)
+                    .ok_or_else(|| bad("no linux/amd64 image in the index".into()))?;
+                (chosen.clone(), read_blob(chosen.digest.clone()).await?)
+            } else {
+                (top.clone(), top_bytes.clone())
+            };
+            let manifest = parse_manifest(&name, &mbytes)?;
+            let fetch = |d: JsonDescriptor| {
+                let bytes = read_blob(d.digest);
+                async move { Ok::<_, Error>(single(bytes.await?)) }
+            };
+            store_manifest(rt, &lease, &name, &manifest, &mdesc.to_proto(), mbytes.clone(), fetch)
+                .await?;
+            let top_desc = Descriptor {
+                media_type: media_type_of(&parsed, Some(top.media_type.as_str()).filter(|s| !s.is_empty())),
+                digest: top.digest.clone(),
+                size: top_bytes.len() as i64,
+                annotations: HashMap::new(),
+            };
+            if parsed.manifests.is_some() {
+                let mut labels = HashMap::new();
+                labels.insert("containerd.io/gc.ref.content.m.0".into(), mdesc.digest.clone());
+                rt.write_content(&lease, &top.digest, top_desc.size, labels, single(top_bytes))
+                    .await?;
+            }
+            rt.put_image(&name, top_desc).await?;
+            names.push(name);
+        }
+        Ok(names)
+    }
+    .await;
+    let _ = rt.delete_lease(&lease).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_spec() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let chains = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chains[0], a);
+        assert_eq!(
+            chains[1],
+            format!("sha256:{}", hex::encode(Sha256::digest(format!("{a} {b}"))))
+        );
+        assert!(chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn platform_selection_picks_linux_amd64() {
+        let list: Vec<JsonDescriptor> = serde_json::from_str(
+            r#"[{"mediaType":"x","digest":"sha256:1","size":1,"platform":{"architecture":"arm64","os":"linux"}},
+                {"mediaType":"x","digest":"sha256:2","size":1,"platform":{"architecture":"amd64","os":"windows"}},
+                {"mediaType":"x","digest":"sha256:3","size":1,"platform":{"architecture":"amd64","os":"linux"}}]"#,
+        )
+        .unwrap();
+        if std::env::consts::ARCH == "x86_64" {
+            assert_eq!(select_platform(&list).unwrap().digest, "sha256:3");
+        }
+        assert!(select_platform(
+            &list[..2]
+                .iter()
+                .filter(|d| d.platform.as_ref().unwrap().os == "windows")
+                .cloned()
+                .collect::<Vec<_>>()
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn image_config_fields() {
+        let c: ImageConfig = serde_json::from_str(
+            r#"{"config":{"Entrypoint":["/e"],"Cmd":["c"],"Env":["A=1"],"WorkingDir":"/w","User":"10:20"},"rootfs":{"type":"layers","diff_ids":["sha256:x"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.config.entrypoint, Some(vec!["/e".to_string()]));
+        assert_eq!(c.config.user.as_deref(), Some("10:20"));
+        assert_eq!(c.rootfs.diff_ids.len(), 1);
+    }
+}

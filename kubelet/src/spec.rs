@@ -1,0 +1,623 @@
+//! The OCI runtime spec of a container, built from its pod, its container spec and
+//! its image config: pure, so every Kubernetes rule here is unit-tested.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{json, Value};
+
+use crate::image::ProcessConfig;
+use crate::{Error, Result};
+
+/// The process arguments as Kubernetes decides them: `command` replaces ENTRYPOINT
+/// (and then CMD is ignored), `args` replaces CMD.
+pub fn process_args(container: &Container, image: &ProcessConfig) -> Result<Vec<String>> {
+    let command = container.command.clone().unwrap_or_default();
+    let args = container.args.clone().unwrap_or_default();
+    let entrypoint = image.entrypoint.clone().unwrap_or_default();
+    let cmd = image.cmd.clone().unwrap_or_default();
+    let argv: Vec<String> = match (command.is_empty(), args.is_empty()) {
+        (false, _) => command.into_iter().chain(args).collect(),
+        (true, false) => entrypoint.into_iter().chain(args).collect(),
+        (true, true) => entrypoint.into_iter().chain(cmd).collect(),
+    };
+    if argv.is_empty() {
+        return Err(Error::Spec(format!(
+            "container {:?}: no command: the image has neither ENTRYPOINT nor CMD and the pod gives no command",
+            container.name
+        )));
+    }
+    Ok(argv)
+}
+
+/// The environment: the image's, then the container's `env` (later wins), then
+/// HOSTNAME; `$(VAR)` references in values are expanded as Kubernetes does.
+pub fn environment(
+    container: &Container,
+    image: &ProcessConfig,
+    hostname: &str,
+) -> Result<Vec<String>> {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
+        if let Some(slot) = vars.iter_mut().find(|(name, _)| *name == k) {
+            slot.1 = v;
+        } else {
+            vars.push((k, v));
+        }
+    };
+    for kv in image.env.clone().unwrap_or_default() {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        set(&mut vars, k.to_string(), v.to_string());
+    }
+    set(&mut vars, "HOSTNAME".into(), hostname.to_string());
+    for e in container.env.clone().unwrap_or_default() {
+        if e.value_from.is_some() {
+            return Err(Error::Spec(format!(
+                "container {:?}: env {:?} uses valueFrom, which skiff's kubelet does not support yet",
+                container.name, e.name
+            )));
+        }
+        let value = expand(&e.value.unwrap_or_default(), &vars);
+        set(&mut vars, e.name, value);
+    }
+    Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// Kubernetes' `$(VAR)` expansion: known variables are replaced, `$$` escapes `$`,
+/// unknown references stay as written.
+pub fn expand(value: &str, vars: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match vars.iter().rev().find(|(k, _)| k == name) {
+                        Some((_, v)) => out.push_str(v),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The uid and gid to run as: securityContext first (container, then pod), else the
+/// image's USER (numeric `uid[:gid]`, or `root`).
+pub fn user(pod: &Pod, container: &Container, image: &ProcessConfig) -> Result<(u32, u32)> {
+    let csc = container.security_context.as_ref();
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let run_as_user = csc
+        .and_then(|s| s.run_as_user)
+        .or_else(|| psc.and_then(|s| s.run_as_user));
+    let run_as_group = csc
+        .and_then(|s| s.run_as_group)
+        .or_else(|| psc.and_then(|s| s.run_as_group));
+    let image_user = image.user.clone().unwrap_or_default();
+    // runAsUser replaces the image's USER entirely, so a user name there is no error.
+    let image_user = if run_as_user.is_some() {
+        String::new()
+    } else {
+        image_user
+    };
+    let (image_uid, image_gid) = if image_user.is_empty() || image_user == "root" {
+        (0, None)
+    } else {
+        let (u, g) = match image_user.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (image_user.as_str(), None),
+        };
+        let uid = if u == "root" {
+            0
+        } else {
+            u.parse::<u32>().map_err(|_| {
+                Error::Spec(format!(
+                    "container {:?}: the image's USER {image_user:?} is a name; skiff's kubelet only runs numeric users (set securityContext.runAsUser)",
+                    container.name
+                ))
+            })?
+        };
+        let gid = match g {
+            None => None,
+            Some("root") => Some(0),
+            Some(g) => Some(g.parse::<u32>().map_err(|_| {
+                Error::Spec(format!(
+                    "container {:?}: the image's USER group {g:?} is not numeric",
+                    container.name
+                ))
+            })?),
+        };
+        (uid, gid)
+    };
+    let to_u32 = |v: i64, what: &str| {
+        u32::try_from(v).map_err(|_| {
+            Error::Spec(format!(
+                "container {:?}: {what} {v} is out of range",
+                container.name
+            ))
+        })
+    };
+    let uid = match run_as_user {
+        Some(u) => to_u32(u, "runAsUser")?,
+        None => image_uid,
+    };
+    let gid = match run_as_group {
+        Some(g) => to_u32(g, "runAsGroup")?,
+        None => image_gid.unwrap_or(0),
+    };
+    Ok((uid, gid))
+}
+
+/// Features of a pod spec this kubelet does not run yet: each becomes a clear
+/// container error rather than being silently ignored.
+pub fn unsupported(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let mut missing = Vec::new();
+    if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
+        missing.push("initContainers".to_string());
+    }
+    if spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+        missing.push("volumes".to_string());
+    }
+    if spec.host_network == Some(true) {
+        missing.push("hostNetwork".to_string());
+    }
+    if spec.host_pid == Some(true) || spec.host_ipc == Some(true) {
+        missing.push("hostPID/hostIPC".to_string());
+    }
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        missing.push("ephemeralContainers".to_string());
+    }
+    for c in &spec.containers {
+        let mut what = Vec::new();
+        if c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() {
+            what.push("probes");
+        }
+        if c.lifecycle.is_some() {
+            what.push("lifecycle hooks");
+        }
+        if c.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
+            what.push("volumeMounts");
+        }
+        if c.env_from.as_ref().is_some_and(|v| !v.is_empty()) {
+            what.push("envFrom");
+        }
+        if c.resources.as_ref().is_some_and(|r| {
+            r.limits.as_ref().is_some_and(|l| !l.is_empty())
+                || r.requests.as_ref().is_some_and(|l| !l.is_empty())
+        }) {
+            what.push("resources");
+        }
+        if c.stdin == Some(true) || c.tty == Some(true) {
+            what.push("stdin/tty");
+        }
+        if c.security_context.as_ref().is_some_and(|s| {
+            s.privileged == Some(true)
+                || s.capabilities.is_some()
+                || s.read_only_root_filesystem == Some(true)
+        }) {
+            what.push("privileged/capabilities/readOnlyRootFilesystem");
+        }
+        if !what.is_empty() {
+            missing.push(format!("container {:?}: {}", c.name, what.join(", ")));
+        }
+    }
+    if missing.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "skiff's kubelet does not support these yet: {}",
+            missing.join("; ")
+        ))
+    }
+}
+
+/// The namespaces a pod's containers share, pinned by bind mounts.
+#[derive(Clone, Debug)]
+pub struct PodNamespaces {
+    /// Network namespace file.
+    pub net: String,
+    /// IPC namespace file.
+    pub ipc: String,
+    /// UTS namespace file.
+    pub uts: String,
+}
+
+/// Everything [`oci_spec`] needs besides the container spec.
+#[derive(Clone, Debug)]
+pub struct SpecInput<'a> {
+    /// The pod.
+    pub pod: &'a Pod,
+    /// The container of the pod.
+    pub container: &'a Container,
+    /// Its image config.
+    pub image: &'a ProcessConfig,
+    /// The pod's namespaces.
+    pub namespaces: &'a PodNamespaces,
+    /// The pod's /etc/hosts, /etc/resolv.conf and /etc/hostname on the node.
+    pub etc_dir: &'a Path,
+    /// cgroup path of the container.
+    pub cgroups_path: String,
+}
+
+const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The OCI runtime spec (JSON) of a container, with containerd's defaults for what the
+/// pod does not say.
+pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
+    let pod_name = input.pod.metadata.name.clone().unwrap_or_default();
+    let hostname = input
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .unwrap_or_else(|| pod_name.clone());
+    let args = process_args(input.container, input.image)?;
+    let env = environment(input.container, input.image, &hostname)?;
+    let (uid, gid) = user(input.pod, input.container, input.image)?;
+    let cwd = input
+        .container
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| input.image.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+    if !cwd.starts_with('/') {
+        return Err(Error::Spec(format!(
+            "container {:?}: workingDir {cwd:?} is not absolute",
+            input.container.name
+        )));
+    }
+    let caps = DEFAULT_CAPS;
+    let etc = |f: &str| input.etc_dir.join(f).display().to_string();
+    Ok(json!({
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "terminal": false,
+            "user": {"uid": uid, "gid": gid},
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps,
+            },
+            "noNewPrivileges": false,
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": hostname,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": etc("hosts"), "options": ["rbind", "rprivate", "rw"]},
+            {"destination": "/etc/resolv.conf", "type": "bind", "source": etc("resolv.conf"), "options": ["rbind", "rprivate", "rw"]},
+            {"destination": "/etc/hostname", "type": "bind", "source": etc("hostname"), "options": ["rbind", "rprivate", "rw"]},
+        ],
+        "linux": {
+            "cgroupsPath": input.cgroups_path,
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"},
+                {"type": "mount"},
+                {"type": "network", "path": input.namespaces.net},
+                {"type": "ipc", "path": input.namespaces.ipc},
+                {"type": "uts", "path": input.namespaces.uts},
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi",
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+            ],
+        },
+    }))
+}
+
+/// /etc/hosts of a pod: localhost, the pod's own name on its IP, then hostAliases.
+pub fn etc_hosts(pod: &Pod, pod_ip: Option<&str>) -> String {
+    let mut s = String::from(
+        "# Kubernetes-managed hosts file (skiff).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    let spec = pod.spec.as_ref();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let hostname = spec.and_then(|s| s.hostname.clone()).unwrap_or(name);
+    if let Some(ip) = pod_ip {
+        match spec.and_then(|s| s.subdomain.clone()) {
+            Some(sub) if !sub.is_empty() => {
+                let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                s.push_str(&format!(
+                    "{ip}\t{hostname}.{sub}.{ns}.svc.cluster.local\t{hostname}\n"
+                ));
+            }
+            _ => s.push_str(&format!("{ip}\t{hostname}\n")),
+        }
+    }
+    for alias in spec
+        .and_then(|s| s.host_aliases.clone())
+        .unwrap_or_default()
+    {
+        let names = alias.hostnames.unwrap_or_default();
+        if !names.is_empty() {
+            s.push_str(&format!(
+                "\n# Entries added by HostAliases.\n{}\t{}\n",
+                alias.ip,
+                names.join("\t")
+            ));
+        }
+    }
+    s
+}
+
+/// /etc/resolv.conf of a pod for `dnsPolicy` (ClusterFirst by default).
+pub fn resolv_conf(
+    pod: &Pod,
+    cluster_dns: &[std::net::IpAddr],
+    cluster_domain: &str,
+    host_resolv: &str,
+) -> String {
+    let spec = pod.spec.as_ref();
+    let policy = spec
+        .and_then(|s| s.dns_policy.clone())
+        .unwrap_or_else(|| "ClusterFirst".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let (mut servers, mut searches, mut options): (Vec<String>, Vec<String>, Vec<String>) =
+        match policy.as_str() {
+            "ClusterFirst" | "ClusterFirstWithHostNet" if !cluster_dns.is_empty() => (
+                cluster_dns.iter().map(|i| i.to_string()).collect(),
+                vec![
+                    format!("{ns}.svc.{cluster_domain}"),
+                    format!("svc.{cluster_domain}"),
+                    cluster_domain.to_string(),
+                ],
+                vec!["ndots:5".to_string()],
+            ),
+            "None" => (Vec::new(), Vec::new(), Vec::new()),
+            // Default, or ClusterFirst without --cluster-dns (Kubernetes falls back the same way).
+            _ => {
+                let mut servers = Vec::new();
+                let mut searches = Vec::new();
+                let mut options = Vec::new();
+                for line in host_resolv.lines() {
+                    let mut words = line.split_whitespace();
+                    match words.next() {
+                        Some("nameserver") => servers.extend(words.map(str::to_string)),
+                        Some("search") => searches.extend(words.map(str::to_string)),
+                        Some("options") => options.extend(words.map(str::to_string)),
+                        _ => {}
+                    }
+                }
+                (servers, searches, options)
+            }
+        };
+    if let Some(cfg) = spec.and_then(|s| s.dns_config.as_ref()) {
+        servers.extend(cfg.nameservers.clone().unwrap_or_default());
+        searches.extend(cfg.searches.clone().unwrap_or_default());
+        for o in cfg.options.clone().unwrap_or_default() {
+            let Some(name) = o.name else { continue };
+            options.retain(|x| x.split(':').next() != Some(name.as_str()));
+            options.push(match o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            });
+        }
+    }
+    let mut s = String::new();
+    for n in servers.iter().take(3) {
+        s.push_str(&format!("nameserver {n}\n"));
+    }
+    if !searches.is_empty() {
+        s.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    if !options.is_empty() {
+        s.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{EnvVar, HostAlias, PodSpec};
+
+    fn c(command: Option<&[&str]>, args: Option<&[&str]>) -> Container {
+        Container {
+            name: "c".into(),
+            command: command.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            args: args.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn img(entrypoint: Option<&[&str]>, cmd: Option<&[&str]>) -> ProcessConfig {
+        ProcessConfig {
+            entrypoint: entrypoint.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            cmd: cmd.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes() {
+        let image = img(Some(&["/ep"]), Some(&["cmd1"]));
+        assert_eq!(
+            process_args(&c(None, None), &image).unwrap(),
+            ["/ep", "cmd1"]
+        );
+        assert_eq!(
+            process_args(&c(Some(&["/x"]), None), &image).unwrap(),
+            ["/x"]
+        );
+        assert_eq!(
+            process_args(&c(None, Some(&["a"])), &image).unwrap(),
+            ["/ep", "a"]
+        );
+        assert_eq!(
+            process_args(&c(Some(&["/x"]), Some(&["a"])), &image).unwrap(),
+            ["/x", "a"]
+        );
+        let cmd_only = img(None, Some(&["sh"]));
+        assert_eq!(process_args(&c(None, None), &cmd_only).unwrap(), ["sh"]);
+        assert_eq!(
+            process_args(&c(None, Some(&["ls"])), &cmd_only).unwrap(),
+            ["ls"]
+        );
+        assert!(process_args(&c(None, None), &img(None, None)).is_err());
+    }
+
+    #[test]
+    fn env_merges_and_expands() {
+        let mut container = c(None, None);
+        container.env = Some(vec![
+            EnvVar {
+                name: "A".into(),
+                value: Some("x$(PATH)y".into()),
+                ..Default::default()
+            },
+            EnvVar {
+                name: "PATH".into(),
+                value: Some("/p".into()),
+                ..Default::default()
+            },
+            EnvVar {
+                name: "B".into(),
+                value: Some("$$(A) $(NOPE)".into()),
+                ..Default::default()
+            },
+        ]);
+        let image = ProcessConfig {
+            env: Some(vec!["PATH=/bin".into(), "K=v".into()]),
+            ..Default::default()
+        };
+        let env = environment(&container, &image, "h").unwrap();
+        assert_eq!(
+            env,
+            ["PATH=/p", "K=v", "HOSTNAME=h", "A=x/biny", "B=$(A) $(NOPE)"]
+        );
+    }
+
+    #[test]
+    fn users() {
+        let pod = Pod::default();
+        let container = c(None, None);
+        let image = |u: &str| ProcessConfig {
+            user: Some(u.into()),
+            ..Default::default()
+        };
+        assert_eq!(user(&pod, &container, &image("")).unwrap(), (0, 0));
+        assert_eq!(user(&pod, &container, &image("1000")).unwrap(), (1000, 0));
+        assert_eq!(
+            user(&pod, &container, &image("1000:50")).unwrap(),
+            (1000, 50)
+        );
+        assert!(user(&pod, &container, &image("nginx")).is_err());
+        let mut container = container;
+        container.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_user: Some(7),
+            ..Default::default()
+        });
+        assert_eq!(user(&pod, &container, &image("nginx")).unwrap(), (7, 0));
+    }
+
+    #[test]
+    fn hosts_file_has_aliases() {
+        let pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("p".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                host_aliases: Some(vec![HostAlias {
+                    ip: "10.1.2.3".into(),
+                    hostnames: Some(vec!["foo".into(), "bar".into()]),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let hosts = etc_hosts(&pod, Some("10.0.0.5"));
+        assert!(hosts.contains("10.0.0.5\tp\n"));
+        assert!(hosts.contains("10.1.2.3\tfoo\tbar\n"));
+    }
+
+    #[test]
+    fn resolv_conf_cluster_first() {
+        let pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                namespace: Some("ns1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let dns = ["10.96.0.10".parse().unwrap()];
+        let r = resolv_conf(&pod, &dns, "cluster.local", "nameserver 1.1.1.1\n");
+        assert_eq!(
+            r,
+            "nameserver 10.96.0.10\nsearch ns1.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        );
+        let r = resolv_conf(&pod, &[], "cluster.local", "nameserver 1.1.1.1\nsearch x\n");
+        assert_eq!(r, "nameserver 1.1.1.1\nsearch x\n");
+    }
+
+    #[test]
+    fn unsupported_features_are_named() {
+        let mut pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![c(None, None)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(unsupported(&pod), None);
+        pod.spec.as_mut().unwrap().containers[0].liveness_probe = Some(Default::default());
+        assert!(unsupported(&pod).unwrap().contains("probes"));
+    }
+}
