@@ -66,7 +66,6 @@ struct SchedulerFlags {
     secure_port: u16,
 }
 
-
 /// kube-controller-manager's flags, with its names and defaults.
 #[derive(Args)]
 struct ControllerManagerFlags {
