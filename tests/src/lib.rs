@@ -8,6 +8,7 @@
 //! - [`workload`]: concurrent etcd clients doing get/put/delete/CAS on a few keys.
 //! - [`scheduler`]: `skiff scheduler` processes and Node/Pod objects for scheduling.
 //! - [`linearizability`]: check a recorded history (Wing–Gong with memoization, per key).
+//! - [`wait`]: wait for a condition instead of sleeping.
 
 pub mod cluster;
 pub mod control_plane;
@@ -15,4 +16,5 @@ pub mod history;
 pub mod kubelet;
 pub mod linearizability;
 pub mod scheduler;
+pub mod wait;
 pub mod workload;

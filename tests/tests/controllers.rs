@@ -7,12 +7,11 @@
 //! kubelet would. Their names say `with_simulated_kubelet`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -26,29 +25,9 @@ use skiff_client::{
 };
 use skiff_tests::cluster::{dying_with_parent, skiff_binary, tail, Spawner};
 use skiff_tests::control_plane::{free_port, ControlPlane};
+use skiff_tests::wait::eventually;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Polls `check` until it yields a value or `timeout` passes.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("never satisfied");
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {timeout:?} (last: {last})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A `skiff controller-manager` process; killed on drop, its log printed if the test
 /// failed.

@@ -3,8 +3,7 @@
 //! set, as no scheduler runs here. Each test has its own node name, containerd
 //! namespace and CNI network, removed on drop even when the test fails.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -13,28 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use skiff_client::{Api, Client, DeleteParams, PostParams};
 use skiff_tests::control_plane::ControlPlane;
 use skiff_tests::kubelet::{ensure_images, image, KubeletNode};
+use skiff_tests::wait::eventually;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("never satisfied");
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {timeout:?} (last: {last})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 struct Setup {
     node: KubeletNode,

@@ -4,7 +4,6 @@
 //! scheduling once a fitting node appears; leader failover with no pod bound twice.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -14,26 +13,7 @@ use k8s_openapi::api::core::v1::{Event as KubeEvent, Node, Pod, Taint, Toleratio
 use skiff_client::{Api, Client, ListParams, PostParams, WatchEvent, WatchParams};
 use skiff_tests::control_plane::ControlPlane;
 use skiff_tests::scheduler::{pod_requesting, ready_node, SchedulerProcess};
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("never satisfied");
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {timeout:?} (last: {last})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use skiff_tests::wait::eventually;
 
 const WAIT: Duration = Duration::from_secs(60);
 
