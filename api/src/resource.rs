@@ -60,6 +60,8 @@ pub enum Subresource {
     Log,
     /// `pods/exec`: a command in a container, served by the kubelet.
     Exec,
+    /// `pods/attach`: the streams of a container's main process, served by the kubelet.
+    Attach,
     /// `pods/portforward`: a tunnel to a pod's port, served by the kubelet.
     PortForward,
     /// `namespaces/finalize`: the namespace's finalizers.
@@ -76,6 +78,7 @@ impl Subresource {
             Subresource::Eviction => "eviction",
             Subresource::Log => "log",
             Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Finalize => "finalize",
         }
@@ -97,6 +100,7 @@ const ALL_SUBRESOURCES: &[Subresource] = &[
     Subresource::Eviction,
     Subresource::Log,
     Subresource::Exec,
+    Subresource::Attach,
     Subresource::PortForward,
     Subresource::Finalize,
 ];
@@ -167,7 +171,7 @@ pub static RESOURCES: &[ResourceType] = &[
         "pod",
         ["po"],
         ["all"],
-        [Status, Binding, Eviction, Log, Exec, PortForward]
+        [Status, Binding, Eviction, Log, Exec, Attach, PortForward]
     ),
     resource!(core::Node, "NodeList", "node", ["no"], [], [Status]),
     resource!(

@@ -112,6 +112,7 @@ pub async fn admit_create(
             }
         }
         obj["status"]["qosClass"] = json!(qos_class(obj));
+        default_toleration_seconds(obj);
     }
     if rt.kind == "Service" {
         allocate_service(server, rt, None, obj, effects).await?;
@@ -120,6 +121,42 @@ pub async fn admit_create(
         charge_quota(server, rt, ns, quotas, obj, effects).await?;
     }
     Ok(())
+}
+
+/// The taints the node lifecycle controller puts on a node it has lost touch with.
+const NODE_LOST_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+
+/// Kubernetes' DefaultTolerationSeconds admission: a pod that does not already tolerate
+/// the not-ready and unreachable NoExecute taints tolerates them for 300 s, so the node
+/// lifecycle controller evicts its pods five minutes after their node is lost, not at once.
+fn default_toleration_seconds(pod: &mut Value) {
+    let existing = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let tolerates = |key: &str| {
+        existing.iter().any(|t| {
+            let t_key = t["key"].as_str().unwrap_or("");
+            let effect = t["effect"].as_str().unwrap_or("");
+            (t_key == key || t_key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        })
+    };
+    let added: Vec<Value> = NODE_LOST_TAINTS
+        .iter()
+        .filter(|key| !tolerates(key))
+        .map(|key| {
+            json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+        })
+        .collect();
+    if added.is_empty() || !pod["spec"].is_object() {
+        return;
+    }
+    let mut all = existing;
+    all.extend(added);
+    pod["spec"]["tolerations"] = Value::Array(all);
 }
 
 /// Admission of an update.
@@ -729,6 +766,28 @@ mod tests {
         assert!(!r.contains("10.112.0.1".parse().unwrap()));
         assert!(Ipv4Range::parse("10.96.0.0").is_err());
         assert!(Ipv4Range::parse("10.96.0.0/40").is_err());
+    }
+
+    #[test]
+    fn pods_tolerate_lost_nodes_for_five_minutes_unless_they_say_otherwise() {
+        let mut plain = json!({"spec": {"containers": [{"name": "c"}]}});
+        default_toleration_seconds(&mut plain);
+        let t = plain["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert!(t.iter().all(|t| t["tolerationSeconds"] == 300 && t["effect"] == "NoExecute"));
+
+        let mut own = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}
+        ]}});
+        default_toleration_seconds(&mut own);
+        let t = own["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(t[0]["tolerationSeconds"], 10);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+
+        let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut everything);
+        assert_eq!(everything["spec"]["tolerations"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -92,6 +92,7 @@ fn subresource_json(rt: &ResourceType, sub: Subresource) -> Value {
         Subresource::Eviction => ("Eviction", Some("policy"), Some("v1"), &["create"]),
         Subresource::Log => ("Pod", None, None, &["get"]),
         Subresource::Exec => ("PodExecOptions", None, None, &["create", "get"]),
+        Subresource::Attach => ("PodAttachOptions", None, None, &["create", "get"]),
         Subresource::PortForward => ("PodPortForwardOptions", None, None, &["create", "get"]),
         Subresource::Finalize => ("Namespace", None, None, &["update"]),
     };

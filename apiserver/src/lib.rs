@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;
+pub mod proxy;
 pub mod request;
 pub mod storage;
 pub mod watch;
@@ -260,6 +261,18 @@ async fn route(server: &Arc<Server>, req: Request) -> Routed {
         Some(sub) => format!("{}/{}", target.rt.plural, sub.name()),
         None => target.rt.plural.to_string(),
     };
+    if let (Some(sub), Some(_)) = (target.subresource, &target.name) {
+        if matches!(
+            sub,
+            Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward
+        ) {
+            let verb = if method == Method::GET { "get" } else { "create" };
+            return match proxy::to_kubelet(server, &target, sub, req).await {
+                Ok(r) => Ok((verb, resource, r)),
+                Err(e) => Err((verb, resource, e)),
+            };
+        }
+    }
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -614,24 +627,6 @@ async fn resource_request(
         }
         (Some(Subresource::Eviction), "POST", true) => {
             Ok(json_response(201, &server.evict(&t, q, body).await?))
-        }
-        (
-            Some(sub @ (Subresource::Log | Subresource::Exec | Subresource::PortForward)),
-            _,
-            true,
-        ) => {
-            let pod = server.get(&t).await?;
-            let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
-            if node.is_empty() {
-                return Err(Error::bad_request(format!(
-                    "pod {} does not have a host assigned",
-                    t.name.as_deref().unwrap_or("")
-                )));
-            }
-            Err(Error::unavailable(format!(
-                "pods/{} is served by the kubelet of node {node}, and this apiserver does not proxy to kubelets yet (it comes with skiff's kubelet)",
-                sub.name()
-            )))
         }
         (sub, m, _) => Err(Error::method_not_allowed(
             m,

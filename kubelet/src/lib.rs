@@ -25,6 +25,7 @@ pub mod reference;
 pub mod runtime;
 mod server;
 pub mod spec;
+pub mod streaming;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -71,6 +72,9 @@ pub struct Config {
     pub image_dir: Option<PathBuf>,
     /// Where /healthz and /metrics are served (--healthz-bind-address:--healthz-port).
     pub healthz: SocketAddr,
+    /// Where the kubelet's API for the apiserver (exec) is served (--address:--port; port 0
+    /// picks a free one, which the Node then reports).
+    pub api: SocketAddr,
 }
 
 /// Counters and gauges for /metrics.
@@ -125,12 +129,20 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let health = Arc::new(RwLock::new(node::RuntimeHealth::Down(
         "not checked yet".into(),
     )));
+    let api_listener = tokio::net::TcpListener::bind(config.api)
+        .await
+        .map_err(|e| Error::io("listening on", config.api.to_string(), e))?;
+    let api_port = api_listener
+        .local_addr()
+        .map_err(|e| Error::io("listening on", config.api.to_string(), e))?
+        .port();
     let settings = node::NodeSettings {
         name: config.node_name.clone(),
         ip: config.node_ip.or_else(default_node_ip),
         hostname: hostname(),
         labels: config.node_labels.clone(),
         taints: config.register_with_taints.clone(),
+        port: i32::from(api_port),
     };
     let listener = tokio::net::TcpListener::bind(config.healthz)
         .await
@@ -158,6 +170,15 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             }
         }
     };
+
+    tasks.spawn(streaming::serve(
+        api_listener,
+        streaming::Streaming {
+            runtime: rt.clone(),
+            root_dir: config.root_dir.clone(),
+        },
+        stop_rx.clone(),
+    ));
 
     let nodes: Api<Node> = Api::cluster(client.clone());
     loop {

@@ -164,6 +164,8 @@ pub struct NodeSettings {
     pub labels: BTreeMap<String, String>,
     /// --register-with-taints.
     pub taints: Vec<Taint>,
+    /// The port the kubelet's API (logs, exec) listens on, reported in daemonEndpoints.
+    pub port: i32,
 }
 
 /// The Node object to register.
@@ -244,7 +246,7 @@ pub fn node_status(s: &NodeSettings, m: &Machine, runtime: &RuntimeHealth) -> No
             ..Default::default()
         }]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: KUBELET_PORT }),
+            kubelet_endpoint: Some(DaemonEndpoint { port: s.port }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: arch().into(),
@@ -400,6 +402,7 @@ mod tests {
             hostname: "h".into(),
             labels: BTreeMap::new(),
             taints: vec![],
+            port: KUBELET_PORT,
         };
         let st = node_status(&s, &machine(), &RuntimeHealth::Up("1.6".into()));
         let cap = st.capacity.as_ref().unwrap();
@@ -429,6 +432,7 @@ mod tests {
             hostname: "h".into(),
             labels: BTreeMap::new(),
             taints: vec![],
+            port: KUBELET_PORT,
         };
         let t0 = jiff::Timestamp::from_second(1000).unwrap();
         let t1 = jiff::Timestamp::from_second(2000).unwrap();

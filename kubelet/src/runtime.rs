@@ -118,6 +118,10 @@ impl Runtime {
         req
     }
 
+    pub(crate) fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
     pub(crate) fn content(&self) -> ContentClient<Channel> {
         ContentClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }

@@ -244,6 +244,12 @@ struct KubeletFlags {
     /// Port of the /healthz and /metrics endpoint.
     #[arg(long, default_value_t = 10248)]
     healthz_port: u16,
+    /// Address of the kubelet's API (exec, logs) that the apiserver proxies to.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: std::net::IpAddr,
+    /// Port of the kubelet's API; 0 picks a free one, which the Node reports.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
 }
 
 impl KubeletFlags {
@@ -294,6 +300,7 @@ impl KubeletFlags {
             cluster_domain: self.cluster_domain,
             image_dir: self.image_dir,
             healthz: std::net::SocketAddr::new(self.healthz_bind_address, self.healthz_port),
+            api: std::net::SocketAddr::new(self.address, self.port),
         })
     }
 }

@@ -184,6 +184,8 @@ impl KubeletNode {
             .arg(self.conf_dir())
             .arg("--cni-bin-dir=/usr/lib/cni,/opt/cni/bin")
             .arg(format!("--healthz-port={}", self.healthz_port))
+            .arg("--address=127.0.0.1")
+            .arg("--port=0")
             .args(&self.extra_args)
             .env(
                 "SKIFF_LOG",

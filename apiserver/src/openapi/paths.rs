@@ -252,6 +252,14 @@ const EXEC_PARAMS: &[Param] = &[
     query("tty", Type::Boolean, "Runs the command in a terminal."),
 ];
 
+const ATTACH_PARAMS: &[Param] = &[
+    query("container", Type::String, "The container to attach to."),
+    query("stderr", Type::Boolean, "Attaches the container's stderr."),
+    query("stdin", Type::Boolean, "Attaches the container's stdin."),
+    query("stdout", Type::Boolean, "Attaches the container's stdout."),
+    query("tty", Type::Boolean, "The container runs in a terminal."),
+];
+
 const PORTFORWARD_PARAMS: &[Param] = &[query("ports", Type::Integer, "The pod ports to forward.")];
 
 /// The bodies PATCH accepts, in the order Kubernetes lists them.
@@ -647,19 +655,23 @@ fn resource_paths(catalog: &Catalog, r: &ResourceType) -> Result<Vec<PathItem>, 
                 read.responses = vec![(200, Payload::Text)];
                 vec![read]
             }
-            Subresource::Exec | Subresource::PortForward => {
-                let (options_kind, params, what) = if *sub == Subresource::Exec {
-                    (
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+                let (options_kind, params, what) = match sub {
+                    Subresource::Exec => (
                         "PodExecOptions",
                         EXEC_PARAMS,
                         "Runs a command in a container of",
-                    )
-                } else {
-                    (
+                    ),
+                    Subresource::Attach => (
+                        "PodAttachOptions",
+                        ATTACH_PARAMS,
+                        "Attaches to a container of",
+                    ),
+                    _ => (
                         "PodPortForwardOptions",
                         PORTFORWARD_PARAMS,
                         "Forwards ports of",
-                    )
+                    ),
                 };
                 let sub_gvk = Gvk::new(r.group, r.version, options_kind);
                 [Method::Get, Method::Post]

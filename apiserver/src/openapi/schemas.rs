@@ -273,6 +273,7 @@ pub(super) fn subresource_kind(
         | Subresource::Finalize
         | Subresource::Log
         | Subresource::Exec
+        | Subresource::Attach
         | Subresource::PortForward => None,
     }
 }
