@@ -21,13 +21,15 @@ pub struct PodRef {
     pub uid: String,
 }
 
+/// (pod uid, reason, message) → (Event name, count) of the Events already made.
+type Seen = HashMap<(String, String, String), (String, i32)>;
+
 /// Records Events as the kubelet of one node.
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     node: String,
-    /// (uid, reason, message) → (Event name, count).
-    seen: Arc<Mutex<HashMap<(String, String, String), (String, i32)>>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl std::fmt::Debug for Recorder {
