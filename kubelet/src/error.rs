@@ -58,9 +58,23 @@ pub enum Error {
     #[error("CNI: {0}")]
     Cni(String),
 
+    /// What a container's config refers to is missing (a ConfigMap, Secret or key):
+    /// CreateContainerConfigError, retried.
+    #[error("{0}")]
+    ContainerConfig(String),
+
     /// A pod spec asks for something the kubelet cannot (yet) run.
     #[error("{0}")]
     Spec(String),
+
+    /// A line of a container log file is not in the CRI log format.
+    #[error("container log line {line:?}: {message}")]
+    LogFormat {
+        /// The line (its start).
+        line: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
     /// A file or namespace operation on the node failed.
     #[error("{what} {}: {source}", path.display())]

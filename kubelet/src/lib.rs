@@ -6,21 +6,29 @@
 //! - [`node`]: the Node object, its status and the heartbeat Lease.
 //! - [`pod`]: one worker per pod: sandbox (namespaces + CNI), containers, restarts with
 //!   back-off, status, deletion.
+//! - [`env`]: a container's environment (service variables, envFrom, valueFrom).
 //! - [`spec`]: the OCI runtime spec of a container from its pod and image (pure).
 //! - [`image`] and [`reference`]: pulls from registries, imports of OCI archives, and
 //!   the unpacking of layers onto snapshots.
 //! - [`runtime`]: the containerd gRPC calls.
 //! - [`cni`] and [`netns`]: pod networking.
+//! - [`probe`]: liveness, readiness and startup probes, and the actions of hooks.
+//! - [`events`]: Events about pods.
+//! - [`logs`]: container log files in the CRI format, their paths and rotation.
 //!
 //! [`run`] starts it all and returns when `shutdown` fires. Pods keep running when the
 //! kubelet stops, as with Kubernetes; a new kubelet replaces their containers.
 
 pub mod cni;
+pub mod env;
 pub mod error;
+pub mod events;
 pub mod image;
+pub mod logs;
 pub mod netns;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod reference;
 pub mod runtime;
 mod server;
@@ -70,6 +78,10 @@ pub struct Config {
     pub cluster_domain: String,
     /// --image-dir: archives imported at start and when added.
     pub image_dir: Option<PathBuf>,
+    /// --pod-logs-dir: where container logs go (/var/log/pods).
+    pub pod_logs_dir: PathBuf,
+    /// --container-log-max-size and --container-log-max-files.
+    pub log_rotation: logs::Rotation,
     /// Where /healthz and /metrics are served (--healthz-bind-address:--healthz-port).
     pub healthz: SocketAddr,
     /// Where the kubelet's API for the apiserver (exec) is served (--address:--port; port 0
@@ -124,6 +136,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let pods_dir = config.root_dir.join("pods");
     std::fs::create_dir_all(&pods_dir).map_err(|e| Error::io("creating", &pods_dir, e))?;
     let machine = node::Machine::read(&config.root_dir)?;
+    let (node_cpu_milli, node_memory) = (machine.cpus as i128 * 1000, machine.memory_bytes as i128);
     let client = Client::from_kubeconfig(config.kubeconfig.as_deref(), None)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(RwLock::new(node::RuntimeHealth::Down(
@@ -227,11 +240,16 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         },
         store: store.clone(),
         pods: client.clone(),
+        events: events::Recorder::new(client.clone(), settings.name.clone()),
         node_name: settings.name.clone(),
         node_ip: settings.ip.map(|i| i.to_string()),
         root_dir: config.root_dir.clone(),
         cluster_dns: config.cluster_dns.clone(),
         cluster_domain: config.cluster_domain.clone(),
+        pod_logs_dir: config.pod_logs_dir.clone(),
+        node_cpu_milli,
+        node_memory,
+        log_rotation: config.log_rotation,
         metrics: metrics.clone(),
         pull_locks: tokio::sync::Mutex::new(HashMap::new()),
     });

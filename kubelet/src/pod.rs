@@ -7,14 +7,15 @@
 //! containers (SIGTERM, then SIGKILL after the grace period), removes everything the
 //! pod had on the node, and finishes the deletion with gracePeriodSeconds=0.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus, Secret,
+    Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Preconditions, Time};
 use serde_json::Value;
@@ -23,8 +24,11 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::cni::{self, Attachment, NetworkList};
+use crate::events::{self, PodRef};
 use crate::image::{self, LocalImage};
+use crate::logs;
 use crate::netns::{self, Kind, PodNamespacePaths};
+use crate::probe::{self, ProbeEvent, Probes, Target};
 use crate::reference::Reference;
 use crate::runtime::{labels, pod_dir, Exit, Runtime};
 use crate::spec::{self, PodNamespaces, SpecInput};
@@ -34,6 +38,8 @@ use crate::{Error, Metrics, Result};
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 /// The back-off's ceiling.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long a postStart hook may run before it counts as failed.
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// A container that ran this long without failing has its back-off reset.
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
 
@@ -59,6 +65,16 @@ pub struct Shared {
     pub cluster_dns: Vec<std::net::IpAddr>,
     /// --cluster-domain.
     pub cluster_domain: String,
+    /// --pod-logs-dir.
+    pub pod_logs_dir: PathBuf,
+    /// The node's CPU in millicores.
+    pub node_cpu_milli: i128,
+    /// The node's memory in bytes.
+    pub node_memory: i128,
+    /// Size limits of container logs.
+    pub log_rotation: logs::Rotation,
+    /// Events about pods.
+    pub events: events::Recorder,
     /// Counters for /metrics.
     pub metrics: Arc<Metrics>,
     /// Serialises pulls of one image name.
@@ -91,6 +107,8 @@ struct Running {
     id: String,
     started_at: jiff::Timestamp,
     started: Instant,
+    /// The OCI process of the container (exec probes and hooks run like it).
+    process: Arc<Value>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -108,6 +126,19 @@ struct ContainerRecord {
     next_start: Option<Instant>,
     backoff: Option<Duration>,
     pull_backoff: Option<Duration>,
+    /// The readiness probe's verdict (true without a probe).
+    ready: bool,
+    /// The startup probe's verdict (true without a probe).
+    started: bool,
+}
+
+/// What a container counts as for the pod's phase.
+#[derive(Clone, Copy, Debug)]
+enum Count {
+    Pending,
+    Running,
+    /// Stopped, and whether it exited 0.
+    Stopped(bool),
 }
 
 /// A worker's handle, kept by the dispatcher.
@@ -125,12 +156,19 @@ struct Worker {
     name: String,
     notify: Arc<Notify>,
     exits: mpsc::UnboundedSender<(String, String, Exit)>,
+    probe_events: mpsc::UnboundedSender<(String, String, ProbeEvent)>,
+    /// Probers of running containers, by container id.
+    probers: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// Containers being stopped after a failed liveness or startup probe.
+    killing: HashSet<String>,
     network: Option<Network>,
     containers: BTreeMap<String, ContainerRecord>,
     start_time: Option<jiff::Timestamp>,
     posted: Option<Value>,
     conditions: Vec<PodCondition>,
     terminal: bool,
+    /// Every init container has succeeded (they do not run again).
+    initialized: bool,
     sandbox_error: Option<String>,
     sandbox_retry: Option<Instant>,
 }
@@ -139,6 +177,7 @@ struct Worker {
 pub fn spawn(shared: Arc<Shared>, uid: String, namespace: String, name: String) -> Handle {
     let notify = Arc::new(Notify::new());
     let (tx, rx) = mpsc::unbounded_channel();
+    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
     let worker = Worker {
         shared,
         uid,
@@ -146,16 +185,20 @@ pub fn spawn(shared: Arc<Shared>, uid: String, namespace: String, name: String) 
         name,
         notify: notify.clone(),
         exits: tx,
+        probe_events: probe_tx,
+        probers: HashMap::new(),
+        killing: HashSet::new(),
         network: None,
         containers: BTreeMap::new(),
         start_time: None,
         posted: None,
         conditions: Vec::new(),
         terminal: false,
+        initialized: false,
         sandbox_error: None,
         sandbox_retry: None,
     };
-    let task = tokio::spawn(worker.run(rx));
+    let task = tokio::spawn(worker.run(rx, probe_rx));
     Handle { notify, task }
 }
 
@@ -174,7 +217,20 @@ impl Worker {
         pod_dir(&self.shared.root_dir, &self.uid)
     }
 
-    async fn run(mut self, mut exits: mpsc::UnboundedReceiver<(String, String, Exit)>) {
+    fn log_dir(&self) -> PathBuf {
+        logs::pod_log_dir(
+            &self.shared.pod_logs_dir,
+            &self.namespace,
+            &self.name,
+            &self.uid,
+        )
+    }
+
+    async fn run(
+        mut self,
+        mut exits: mpsc::UnboundedReceiver<(String, String, Exit)>,
+        mut probe_events: mpsc::UnboundedReceiver<(String, String, ProbeEvent)>,
+    ) {
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), uid = %self.uid, "pod worker started");
         loop {
             let pod = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid);
@@ -194,6 +250,7 @@ impl Worker {
             tokio::select! {
                 _ = self.notify.notified() => {}
                 Some((name, id, exit)) = exits.recv() => self.on_exit(&name, &id, exit),
+                Some((name, id, event)) = probe_events.recv() => self.on_probe(&name, &id, event),
                 _ = sleep_until(wake) => {}
             }
             // Handle every exit that arrived together before the next sync.
@@ -204,9 +261,16 @@ impl Worker {
     }
 
     fn next_wake(&self) -> Option<Instant> {
+        // ErrImagePull turns into ImagePullBackOff soon after, as with Kubernetes.
+        let flip = self
+            .containers
+            .values()
+            .any(|c| c.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull"))
+            .then(|| Instant::now() + Duration::from_secs(1));
         self.containers
             .values()
             .filter_map(|c| c.next_start)
+            .chain(flip)
             .chain(self.sandbox_retry)
             .min()
     }
@@ -218,24 +282,107 @@ impl Worker {
         let Some(running) = c.running.take_if(|r| r.id == id) else {
             return;
         };
+        if let Some(p) = self.probers.remove(id) {
+            p.abort();
+        }
+        self.killing.remove(id);
         let code = i32::try_from(exit.code).unwrap_or(i32::MAX);
         let finished_at = exit.at.unwrap_or_else(jiff::Timestamp::now);
         tracing::info!(pod = %self.name, namespace = %self.namespace, container = name, exit_code = code, "container exited");
         if running.started.elapsed() >= BACKOFF_RESET_AFTER {
             c.backoff = None;
         }
+        let reason = if code == 0 {
+            "Completed"
+        } else if oom_killed(id) {
+            "OOMKilled"
+        } else {
+            "Error"
+        };
         c.terminated = Some(Terminated {
             exit_code: code,
-            reason: if code == 0 {
-                "Completed".into()
-            } else {
-                "Error".into()
-            },
+            reason: reason.into(),
             started_at: Some(running.started_at),
             finished_at,
             container_id: id.to_string(),
         });
         c.dead_id = Some(id.to_string());
+    }
+
+    /// Acts on what a container's prober found.
+    fn on_probe(&mut self, name: &str, id: &str, event: ProbeEvent) {
+        let Some(rec) = self
+            .containers
+            .get_mut(name)
+            .filter(|c| c.running.as_ref().is_some_and(|r| r.id == id))
+        else {
+            return;
+        };
+        match event {
+            ProbeEvent::Started => rec.started = true,
+            ProbeEvent::Ready(ready) => rec.ready = ready,
+            ProbeEvent::Unhealthy(message) => {
+                let pod = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid);
+                let field = pod.and_then(|p| self.field(&p, name));
+                self.shared
+                    .events
+                    .warning(&self.pod_ref(), field, "Unhealthy", message.clone());
+                tracing::info!(pod = %self.name, namespace = %self.namespace, container = name, %message, "probe failed");
+            }
+            ProbeEvent::Kill(message) => {
+                if !self.killing.insert(id.to_string()) {
+                    return;
+                }
+                tracing::info!(pod = %self.name, namespace = %self.namespace, container = name, %message, "killing container");
+                let field = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid)
+                    .and_then(|p| self.field(&p, name));
+                self.shared
+                    .events
+                    .normal(&self.pod_ref(), field, "Killing", message);
+                let pod = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid);
+                let grace = pod
+                    .as_ref()
+                    .and_then(|p| p.spec.as_ref())
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30);
+                let Some(stop) = self.stop_plan(pod.as_deref(), name, id) else {
+                    return;
+                };
+                tokio::spawn(stop.run(Duration::from_secs(grace.max(0) as u64)));
+            }
+        }
+    }
+
+    /// How to stop a running container: its preStop hook and where it runs.
+    fn stop_plan(&self, pod: Option<&Pod>, name: &str, id: &str) -> Option<StopPlan> {
+        let running = self.containers.get(name)?.running.as_ref()?;
+        let container = pod.and_then(|p| p.spec.as_ref()).and_then(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+                .cloned()
+        });
+        let pre_stop = container.as_ref().and_then(|c| {
+            let hook = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+            probe::hook_action(hook, c).ok()
+        });
+        Some(StopPlan {
+            target: self.target(id, &running.process),
+            pre_stop,
+        })
+    }
+
+    fn target(&self, id: &str, process: &Arc<Value>) -> Target {
+        Target {
+            rt: self.shared.rt.clone(),
+            container_id: id.to_string(),
+            process: (**process).clone(),
+            pod_ip: self
+                .network
+                .as_ref()
+                .and_then(|n| cni::result_ip(&n.result)),
+        }
     }
 
     /// Whether a container that ended with `code` is started again.
@@ -274,22 +421,24 @@ impl Worker {
             self.terminal = true;
             return Ok(());
         }
-        for c in &spec.containers {
+        let inits = spec.init_containers.clone().unwrap_or_default();
+        for c in inits.iter().chain(&spec.containers) {
             let rec = self.containers.entry(c.name.clone()).or_default();
             if rec.restart_count == 0 {
                 // Continue the count of a pod an earlier kubelet ran.
-                if let Some(prev) = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.as_ref())
-                    .and_then(|cs| cs.iter().find(|s| s.name == c.name))
-                {
+                if let Some(prev) = pod.status.as_ref().and_then(|s| {
+                    s.container_statuses
+                        .iter()
+                        .chain(&s.init_container_statuses)
+                        .flatten()
+                        .find(|s| s.name == c.name)
+                }) {
                     rec.restart_count = prev.restart_count;
                 }
             }
         }
         if let Some(message) = spec::unsupported(pod) {
-            for c in &spec.containers {
+            for c in inits.iter().chain(&spec.containers) {
                 if let Some(rec) = self.containers.get_mut(&c.name) {
                     rec.waiting = Some(("CreateContainerConfigError".into(), message.clone()));
                 }
@@ -311,19 +460,24 @@ impl Worker {
                 }
             }
             if self.network.is_some() {
-                for c in spec.containers.clone() {
-                    self.sync_container(pod, &c, &policy).await;
+                self.sync_init_containers(pod, &policy).await;
+                if self.initialized {
+                    for c in spec.containers.clone() {
+                        self.sync_container(pod, &c, &policy).await;
+                    }
                 }
             }
-            let done = !spec.containers.is_empty()
-                && spec.containers.iter().all(|c| {
-                    self.containers.get(&c.name).is_some_and(|r| {
-                        r.running.is_none()
-                            && r.terminated
-                                .as_ref()
-                                .is_some_and(|t| !Self::restarts(&policy, t.exit_code))
-                    })
-                });
+            let init_failed = self.init_failed(pod, &policy);
+            let done = init_failed
+                || (!spec.containers.is_empty()
+                    && spec.containers.iter().all(|c| {
+                        self.containers.get(&c.name).is_some_and(|r| {
+                            r.running.is_none()
+                                && r.terminated
+                                    .as_ref()
+                                    .is_some_and(|t| !Self::restarts(&policy, t.exit_code))
+                        })
+                    }));
             if done {
                 self.terminal = true;
                 // A finished pod gives its IP back; its dead containers stay until the pod
@@ -334,6 +488,56 @@ impl Worker {
             }
         }
         self.post_status(pod).await
+    }
+
+    /// Runs the init containers one at a time, in order, each once it exited 0 the
+    /// previous; a failed one is restarted with back-off unless the pod's policy is
+    /// Never (then the pod fails). Sets `initialized` when all have succeeded.
+    async fn sync_init_containers(&mut self, pod: &Pod, policy: &str) {
+        if self.initialized {
+            return;
+        }
+        let inits = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default();
+        // Init containers restart on failure under Always as under OnFailure.
+        let init_policy = if policy == "Never" {
+            "Never"
+        } else {
+            "OnFailure"
+        };
+        for c in &inits {
+            let rec = self.containers.entry(c.name.clone()).or_default();
+            if rec.running.is_some() {
+                return;
+            }
+            match &rec.terminated {
+                Some(t) if t.exit_code == 0 && rec.waiting.is_none() => continue,
+                _ => {}
+            }
+            self.sync_container(pod, c, init_policy).await;
+            return;
+        }
+        self.initialized = true;
+    }
+
+    /// Whether an init container failed for good (restartPolicy Never).
+    fn init_failed(&self, pod: &Pod, policy: &str) -> bool {
+        policy == "Never"
+            && pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_ref())
+                .is_some_and(|inits| {
+                    inits.iter().any(|c| {
+                        self.containers.get(&c.name).is_some_and(|r| {
+                            r.running.is_none()
+                                && r.terminated.as_ref().is_some_and(|t| t.exit_code != 0)
+                        })
+                    })
+                })
     }
 
     async fn sync_container(&mut self, pod: &Pod, c: &Container, policy: &str) {
@@ -368,13 +572,25 @@ impl Worker {
                                 self.uid
                             ),
                         ));
+                        let message = format!(
+                            "Back-off restarting failed container {} in pod {}_{}({})",
+                            c.name, self.name, self.namespace, self.uid
+                        );
+                        let field = self.field(pod, &c.name);
+                        self.shared
+                            .events
+                            .warning(&self.pod_ref(), field, "BackOff", message);
                         return;
                     }
                 }
-                Some(t) if t > now => return,
+                Some(t) if t > now => {
+                    self.image_pull_back_off(c);
+                    return;
+                }
                 Some(_) => {}
             }
         } else if rec.next_start.is_some_and(|t| t > now) {
+            self.image_pull_back_off(c);
             return;
         }
         rec.next_start = None;
@@ -385,6 +601,10 @@ impl Worker {
                 let rec = self.containers.entry(c.name.clone()).or_default();
                 let (reason, retry) = match &e {
                     Error::InvalidImage { .. } => ("InvalidImageName", None),
+                    Error::ContainerConfig(_) => (
+                        "CreateContainerConfigError",
+                        Some(rec.backoff.unwrap_or(BACKOFF_INITIAL)),
+                    ),
                     Error::Image { .. } => {
                         let d = rec
                             .pull_backoff
@@ -400,11 +620,67 @@ impl Worker {
                 tracing::warn!(pod = %self.name, namespace = %self.namespace, container = %c.name, reason, error = %e, "container not started");
                 rec.waiting = Some((reason.into(), e.to_string()));
                 rec.next_start = retry.map(|d| Instant::now() + d);
+                let field = self.field(pod, &c.name);
+                let events = &self.shared.events;
+                if reason == "ErrImagePull" {
+                    events.warning(
+                        &self.pod_ref(),
+                        field.clone(),
+                        "Failed",
+                        format!(
+                            "Failed to pull image {:?}: {e}",
+                            c.image.as_deref().unwrap_or_default()
+                        ),
+                    );
+                    events.warning(&self.pod_ref(), field, "Failed", format!("Error: {reason}"));
+                } else {
+                    events.warning(&self.pod_ref(), field, "Failed", format!("Error: {e}"));
+                }
             }
         }
     }
 
-    async fn image_for(&self, c: &Container) -> Result<LocalImage> {
+    /// After a failed pull, the container waits with ImagePullBackOff until the retry.
+    fn image_pull_back_off(&mut self, c: &Container) {
+        let image = c.image.clone().unwrap_or_default();
+        let Some(rec) = self.containers.get_mut(&c.name) else {
+            return;
+        };
+        if rec
+            .waiting
+            .as_ref()
+            .is_some_and(|(r, _)| r == "ErrImagePull")
+        {
+            let message = format!("Back-off pulling image {image:?}");
+            rec.waiting = Some(("ImagePullBackOff".into(), message.clone()));
+            let pod = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid);
+            let field = pod.and_then(|p| self.field(&p, &c.name));
+            self.shared
+                .events
+                .normal(&self.pod_ref(), field, "BackOff", message);
+        }
+    }
+
+    fn pod_ref(&self) -> PodRef {
+        PodRef {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+        }
+    }
+
+    /// The Event fieldPath of container `name` of the pod.
+    fn field(&self, pod: &Pod, name: &str) -> Option<String> {
+        let spec = pod.spec.as_ref()?;
+        let init = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == name);
+        Some(events::field_path(name, init))
+    }
+
+    async fn image_for(&self, pod: &Pod, c: &Container) -> Result<LocalImage> {
         let image = c.image.clone().unwrap_or_default();
         let reference = Reference::parse(&image)?;
         let name = reference.name();
@@ -422,7 +698,15 @@ impl Worker {
         let _guard = lock.lock().await;
         let local = image::local_image(&self.shared.rt, &name).await?;
         match (policy.as_str(), local) {
-            ("Never", Some(l)) | ("IfNotPresent", Some(l)) => return Ok(l),
+            ("Never", Some(l)) | ("IfNotPresent", Some(l)) => {
+                self.shared.events.normal(
+                    &self.pod_ref(),
+                    self.field(pod, &c.name),
+                    "Pulled",
+                    format!("Container image {image:?} already present on machine"),
+                );
+                return Ok(l);
+            }
             ("Never", None) => {
                 return Err(Error::Image {
                     image: image.clone(),
@@ -432,6 +716,12 @@ impl Worker {
             _ => {}
         }
         tracing::info!(image = %name, "pulling image");
+        self.shared.events.normal(
+            &self.pod_ref(),
+            self.field(pod, &c.name),
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        );
         let started = Instant::now();
         self.shared.puller.pull(&self.shared.rt, &reference).await?;
         self.shared
@@ -439,6 +729,15 @@ impl Worker {
             .image_pulls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(image = %name, elapsed_ms = started.elapsed().as_millis() as u64, "pulled image");
+        self.shared.events.normal(
+            &self.pod_ref(),
+            self.field(pod, &c.name),
+            "Pulled",
+            format!(
+                "Successfully pulled image {image:?} in {}ms",
+                started.elapsed().as_millis()
+            ),
+        );
         image::local_image(&self.shared.rt, &name)
             .await?
             .ok_or_else(|| Error::Image {
@@ -448,25 +747,40 @@ impl Worker {
     }
 
     async fn start_container(&mut self, pod: &Pod, c: &Container, restart: bool) -> Result<()> {
-        let local = self.image_for(c).await?;
+        let local = self.image_for(pod, c).await?;
         let rt = self.shared.rt.clone();
         let rec = self.containers.entry(c.name.clone()).or_default();
         rec.pull_backoff = None;
         // Only the last dead container is kept (for its status); it goes when the next starts.
-        if let Some(old) = rec.dead_id.take() {
-            remove_container(&rt, &old).await?;
-        }
+        let dead = rec.dead_id.take();
         let restart_count = if restart {
             rec.restart_count + 1
         } else {
             rec.restart_count
         };
+        if let Some(old) = dead {
+            remove_container(&rt, &old).await?;
+            let (out, err) = logs::fifo_paths(&self.dir(), &old);
+            let _ = tokio::fs::remove_file(out).await;
+            let _ = tokio::fs::remove_file(err).await;
+        }
+        // The log of the previous run stays (kubectl logs --previous); older ones go.
+        if restart_count >= 2 {
+            logs::remove_run(&logs::container_log_path(
+                &self.log_dir(),
+                &c.name,
+                restart_count - 2,
+            ));
+        }
         let Some(network) = self.network.clone() else {
             return Err(Error::Spec("the pod network is not set up".into()));
         };
         let dir = self.dir();
         let ns = PodNamespacePaths::new(&dir);
         let id = format!("{:032x}", rand::random::<u128>());
+        let sources = self.env_sources(pod, c).await?;
+        let vars = crate::env::container_vars(pod, c, &sources)
+            .map_err(|e| Error::ContainerConfig(e.to_string()))?;
         let spec = spec::oci_spec(&SpecInput {
             pod,
             container: c,
@@ -478,6 +792,7 @@ impl Worker {
             },
             etc_dir: &dir.join("etc"),
             cgroups_path: format!("/skiff/{id}"),
+            env: &vars,
         })?;
         let mut l = HashMap::new();
         l.insert(labels::POD_UID.to_string(), self.uid.clone());
@@ -486,14 +801,40 @@ impl Worker {
         l.insert(labels::CONTAINER_NAME.to_string(), c.name.clone());
         l.insert(labels::RESTART_COUNT.to_string(), restart_count.to_string());
         rt.create_container(&id, &local.name, &spec, &id, l).await?;
+        let log_path = logs::container_log_path(&self.log_dir(), &c.name, restart_count);
+        let rotation = self.shared.log_rotation;
         let started = async {
             let mounts = rt.prepare_snapshot(&id, &local.chain_id, None).await?;
-            let log_dir = dir.join("logs").join(&c.name);
-            tokio::fs::create_dir_all(&log_dir)
-                .await
-                .map_err(|e| Error::io("creating", &log_dir, e))?;
-            rt.create_task(&id, mounts, &log_dir.join(format!("{restart_count}.log")))
-                .await?;
+            let (out, err) = logs::fifo_paths(&dir, &id);
+            logs::make_fifo(&out)?;
+            logs::make_fifo(&err)?;
+            let file = logs::LogFile::open(&log_path, rotation)?;
+            let out_reader = tokio::spawn(logs::open_when_written(out.clone()));
+            let err_reader = tokio::spawn(logs::open_when_written(err.clone()));
+            if let Err(e) = rt.create_task(&id, mounts, &out, &err).await {
+                logs::release(&out);
+                logs::release(&err);
+                return Err(e);
+            }
+            let reader = |r: std::result::Result<Result<_>, _>| match r {
+                Ok(Ok(r)) => Some(r),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "container output not logged");
+                    None
+                }
+                Err(_) => None,
+            };
+            let both = async { tokio::join!(out_reader, err_reader) };
+            match tokio::time::timeout(Duration::from_secs(10), both).await {
+                Ok((o, e)) => {
+                    tokio::spawn(logs::pump(reader(o), reader(e), file));
+                }
+                Err(_) => {
+                    tracing::warn!(container = %id, "the runtime did not open the output FIFOs; output not logged");
+                    logs::release(&out);
+                    logs::release(&err);
+                }
+            }
             rt.start_task(&id).await
         }
         .await;
@@ -544,13 +885,122 @@ impl Worker {
         rec.terminated = None;
         rec.waiting = None;
         rec.image_id = local.image_id;
+        rec.ready = c.readiness_probe.is_none();
+        rec.started = c.startup_probe.is_none();
+        let process = Arc::new(spec.get("process").cloned().unwrap_or(Value::Null));
         rec.running = Some(Running {
-            id,
+            id: id.clone(),
             started_at: jiff::Timestamp::now(),
             started: Instant::now(),
+            process: process.clone(),
         });
         tracing::info!(pod = %self.name, namespace = %self.namespace, container = %c.name, restart_count, "container started");
+        let field = self.field(pod, &c.name);
+        let events = &self.shared.events;
+        events.normal(
+            &self.pod_ref(),
+            field.clone(),
+            "Created",
+            format!("Created container {}", c.name),
+        );
+        events.normal(
+            &self.pod_ref(),
+            field.clone(),
+            "Started",
+            format!("Started container {}", c.name),
+        );
+        let target = self.target(&id, &process);
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let outcome = match probe::hook_action(hook, c) {
+                Ok(action) => action.run(&target, POST_START_TIMEOUT).await,
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(message) = outcome {
+                // Kubernetes kills a container whose postStart hook failed; its restart
+                // policy decides what follows.
+                tracing::warn!(pod = %self.name, namespace = %self.namespace, container = %c.name, %message, "postStart hook failed; killing the container");
+                self.shared
+                    .events
+                    .warning(&self.pod_ref(), field, "FailedPostStartHook", message);
+                if let Err(e) = rt.kill_task(&id, libc::SIGKILL as u32).await {
+                    tracing::warn!(container = %id, error = %e, "SIGKILL failed");
+                }
+                return Ok(());
+            }
+        }
+        match Probes::of(c) {
+            Ok(probes) if probes.is_empty() => {}
+            Ok(probes) => {
+                let task = tokio::spawn(probe::prober(
+                    probes,
+                    target,
+                    c.name.clone(),
+                    self.probe_events.clone(),
+                ));
+                self.probers.insert(id, task);
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.name, container = %c.name, error = %e, "probes not run")
+            }
+        }
         Ok(())
+    }
+
+    /// Fetches what the container's environment reads: its ConfigMaps and Secrets,
+    /// and the Services whose variables it gets.
+    async fn env_sources(&self, pod: &Pod, c: &Container) -> Result<crate::env::EnvSources> {
+        let client = self.shared.pods.clone();
+        let (cm_names, secret_names) = crate::env::references(c);
+        let mut sources = crate::env::EnvSources {
+            pod_ip: self
+                .network
+                .as_ref()
+                .and_then(|n| cni::result_ip(&n.result)),
+            host_ip: self.shared.node_ip.clone(),
+            node_cpu_milli: self.shared.node_cpu_milli,
+            node_memory: self.shared.node_memory,
+            ..Default::default()
+        };
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
+        for name in cm_names {
+            if let Some(cm) = cms.get_opt(&name).await? {
+                sources
+                    .config_maps
+                    .insert(name, cm.data.unwrap_or_default());
+            }
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
+        for name in secret_names {
+            if let Some(s) = secrets.get_opt(&name).await? {
+                let mut data: BTreeMap<String, Vec<u8>> = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                for (k, v) in s.string_data.unwrap_or_default() {
+                    data.insert(k, v.into_bytes());
+                }
+                sources.secrets.insert(name, data);
+            }
+        }
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        if links {
+            let services: Api<Service> = Api::namespaced(client.clone(), &self.namespace);
+            sources.services = services.list(&Default::default()).await?.items;
+        }
+        // The API server's own Service is always announced, as Kubernetes does.
+        if !(links && self.namespace == "default") {
+            let default: Api<Service> = Api::namespaced(client, "default");
+            if let Some(k) = default.get_opt("kubernetes").await? {
+                sources.services.push(k);
+            }
+        }
+        Ok(sources)
     }
 
     async fn setup_sandbox(&mut self, pod: &Pod) -> Result<()> {
@@ -650,24 +1100,36 @@ impl Worker {
             .iter()
             .filter_map(|(n, c)| c.running.as_ref().map(|r| (n.clone(), r.id.clone())))
             .collect();
+        for p in self.probers.values() {
+            p.abort();
+        }
+        for (n, _) in &running {
+            self.shared.events.normal(
+                &self.pod_ref(),
+                pod.and_then(|p| self.field(p, n)),
+                "Killing",
+                format!("Stopping container {n}"),
+            );
+        }
         if !running.is_empty() {
-            let signal = if grace == 0 {
-                libc::SIGKILL
-            } else {
-                libc::SIGTERM
-            };
-            for (_, id) in &running {
-                if let Err(e) = rt.kill_task(id, signal as u32).await {
-                    tracing::warn!(container = %id, error = %e, "kill failed");
-                }
-            }
-            let deadline = Instant::now() + Duration::from_secs(grace);
+            // Every container stops at once: preStop, SIGTERM, SIGKILL at the deadline.
+            let plans: Vec<StopPlan> = running
+                .iter()
+                .filter_map(|(n, id)| self.stop_plan(pod, n, id))
+                .collect();
+            let grace = Duration::from_secs(grace);
+            let deadline = Instant::now() + grace;
+            let stopping = tokio::spawn(futures::future::join_all(
+                plans.into_iter().map(|p| p.run(grace)),
+            ));
             while self.containers.values().any(|c| c.running.is_some()) {
-                match tokio::time::timeout_at(deadline, exits.recv()).await {
+                match tokio::time::timeout_at(deadline + Duration::from_secs(1), exits.recv()).await
+                {
                     Ok(Some((n, id, exit))) => self.on_exit(&n, &id, exit),
                     _ => break,
                 }
             }
+            let _ = stopping.await;
             let left: Vec<String> = self
                 .containers
                 .values()
@@ -709,7 +1171,82 @@ impl Worker {
                 }
             }
         }
+        self.shared.events.forget(&self.uid);
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), uid = %self.uid, "pod worker finished");
+    }
+
+    /// The status of one container and what it counts as for the pod's phase.
+    fn container_status(&self, c: &Container, default_waiting: &str) -> (ContainerStatus, Count) {
+        let rec = self.containers.get(&c.name).cloned().unwrap_or_default();
+        let terminated = |t: &Terminated| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: t.exit_code,
+                reason: Some(t.reason.clone()),
+                started_at: t.started_at.map(Time),
+                finished_at: Some(Time(t.finished_at)),
+                container_id: Some(format!("containerd://{}", t.container_id)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (state, container_id, count) = if let Some(r) = &rec.running {
+            (
+                ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(Time(r.started_at)),
+                    }),
+                    ..Default::default()
+                },
+                Some(r.id.clone()),
+                Count::Running,
+            )
+        } else if let (Some(t), None) = (&rec.terminated, &rec.waiting) {
+            (
+                terminated(t),
+                Some(t.container_id.clone()),
+                Count::Stopped(t.exit_code == 0),
+            )
+        } else {
+            let (reason, message) = rec
+                .waiting
+                .clone()
+                .unwrap_or_else(|| (default_waiting.to_string(), String::new()));
+            let count = match rec.terminated.as_ref().or(rec.last.as_ref()) {
+                Some(t) => Count::Stopped(t.exit_code == 0),
+                None => Count::Pending,
+            };
+            (
+                ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some(reason),
+                        message: (!message.is_empty()).then_some(message),
+                    }),
+                    ..Default::default()
+                },
+                rec.terminated.as_ref().map(|t| t.container_id.clone()),
+                count,
+            )
+        };
+        // A container waiting for its restart shows its last end as lastState.
+        let last = if rec.running.is_none() && rec.waiting.is_some() {
+            rec.terminated.as_ref().or(rec.last.as_ref())
+        } else {
+            rec.last.as_ref()
+        };
+        let running = rec.running.is_some();
+        let status = ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            image_id: rec.image_id.clone(),
+            container_id: container_id.map(|id| format!("containerd://{id}")),
+            ready: running && rec.ready && rec.started,
+            started: Some(running && rec.started),
+            restart_count: rec.restart_count,
+            state: Some(state),
+            last_state: Some(last.map(terminated).unwrap_or_default()),
+            ..Default::default()
+        };
+        (status, count)
     }
 
     fn status(&mut self, pod: &Pod) -> PodStatus {
@@ -718,87 +1255,62 @@ impl Worker {
             .as_ref()
             .map(|s| s.containers.clone())
             .unwrap_or_default();
+        let inits = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default();
         let policy = pod
             .spec
             .as_ref()
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into());
+        let mut init_statuses = Vec::new();
+        let mut incomplete = Vec::new();
+        for c in &inits {
+            let (mut st, _) = self.container_status(c, "PodInitializing");
+            // A finished init container is ready: it did its work.
+            let done = st
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0);
+            st.ready = done;
+            if !done {
+                incomplete.push(c.name.clone());
+            }
+            init_statuses.push(st);
+        }
+        let init_failed = self.init_failed(pod, &policy);
+        let default_waiting = if self.initialized {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
         let mut statuses = Vec::new();
-        let (mut pending, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
+        let (mut pending, mut running, mut stopped, mut succeeded, mut ready) = (0, 0, 0, 0, 0);
         for c in &spec_containers {
-            let rec = self.containers.get(&c.name).cloned().unwrap_or_default();
-            let terminated = |t: &Terminated| ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code: t.exit_code,
-                    reason: Some(t.reason.clone()),
-                    started_at: t.started_at.map(Time),
-                    finished_at: Some(Time(t.finished_at)),
-                    container_id: Some(format!("containerd://{}", t.container_id)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let (state, container_id) = if let Some(r) = &rec.running {
-                running += 1;
-                (
-                    ContainerState {
-                        running: Some(ContainerStateRunning {
-                            started_at: Some(Time(r.started_at)),
-                        }),
-                        ..Default::default()
-                    },
-                    Some(r.id.clone()),
-                )
-            } else if let (Some(t), None) = (&rec.terminated, &rec.waiting) {
-                stopped += 1;
-                if t.exit_code == 0 {
-                    succeeded += 1;
-                }
-                (terminated(t), Some(t.container_id.clone()))
-            } else {
-                let (reason, message) = rec
-                    .waiting
-                    .clone()
-                    .unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
-                if let Some(t) = rec.terminated.as_ref().or(rec.last.as_ref()) {
+            let (st, count) = self.container_status(c, default_waiting);
+            match count {
+                Count::Pending => pending += 1,
+                Count::Running => running += 1,
+                Count::Stopped(ok) => {
                     stopped += 1;
-                    if t.exit_code == 0 {
+                    if ok {
                         succeeded += 1;
                     }
-                } else {
-                    pending += 1;
                 }
-                (
-                    ContainerState {
-                        waiting: Some(ContainerStateWaiting {
-                            reason: Some(reason),
-                            message: (!message.is_empty()).then_some(message),
-                        }),
-                        ..Default::default()
-                    },
-                    rec.terminated.as_ref().map(|t| t.container_id.clone()),
-                )
-            };
-            // A container waiting for its restart shows its last end as lastState.
-            let last = if rec.running.is_none() && rec.waiting.is_some() {
-                rec.terminated.as_ref().or(rec.last.as_ref())
-            } else {
-                rec.last.as_ref()
-            };
-            statuses.push(ContainerStatus {
-                name: c.name.clone(),
-                image: c.image.clone().unwrap_or_default(),
-                image_id: rec.image_id.clone(),
-                container_id: container_id.map(|id| format!("containerd://{id}")),
-                ready: rec.running.is_some(),
-                started: Some(rec.running.is_some()),
-                restart_count: rec.restart_count,
-                state: Some(state),
-                last_state: Some(last.map(terminated).unwrap_or_default()),
-                ..Default::default()
-            });
+            }
+            if st.ready {
+                ready += 1;
+            }
+            statuses.push(st);
         }
-        let phase = if self.terminal && pending == 0 && running == 0 && stopped > 0 {
+        let phase = if init_failed {
+            "Failed"
+        } else if !self.initialized {
+            "Pending"
+        } else if self.terminal && pending == 0 && running == 0 && stopped > 0 {
             if stopped == succeeded {
                 "Succeeded"
             } else {
@@ -818,26 +1330,67 @@ impl Worker {
         } else {
             "Pending"
         };
-        let all_ready = !spec_containers.is_empty() && running == spec_containers.len();
+        let all_ready = !spec_containers.is_empty() && ready == spec_containers.len();
         let finished = matches!(phase, "Succeeded" | "Failed");
         let not_ready_reason = if finished {
             "PodCompleted"
         } else {
             "ContainersNotReady"
         };
+        let not_ready: Vec<String> = statuses
+            .iter()
+            .filter(|s| !s.ready)
+            .map(|s| s.name.clone())
+            .collect();
+        let not_ready_message = (!finished && !not_ready.is_empty())
+            .then(|| format!("containers with unready status: [{}]", not_ready.join(" ")));
+        let init_message = (!incomplete.is_empty()).then(|| {
+            format!(
+                "containers with incomplete status: [{}]",
+                incomplete.join(" ")
+            )
+        });
         let now = jiff::Timestamp::now();
-        let cond = |t: &str, ok: bool, reason: Option<&str>| PodCondition {
-            type_: t.into(),
-            status: if ok { "True".into() } else { "False".into() },
-            reason: if ok { None } else { reason.map(str::to_string) },
-            ..Default::default()
-        };
+        let cond =
+            |t: &str, ok: bool, reason: Option<&str>, message: Option<&String>| PodCondition {
+                type_: t.into(),
+                status: if ok { "True".into() } else { "False".into() },
+                reason: if ok { None } else { reason.map(str::to_string) },
+                message: if ok { None } else { message.cloned() },
+                ..Default::default()
+            };
+        let initialized =
+            self.initialized || inits.is_empty() || (finished && incomplete.is_empty());
         let mut conditions = vec![
-            cond("PodReadyToStartContainers", self.network.is_some(), None),
-            cond("Initialized", true, None),
-            cond("Ready", all_ready, Some(not_ready_reason)),
-            cond("ContainersReady", all_ready, Some(not_ready_reason)),
-            cond("PodScheduled", true, None),
+            cond(
+                "PodReadyToStartContainers",
+                self.network.is_some(),
+                None,
+                None,
+            ),
+            cond(
+                "Initialized",
+                initialized,
+                Some(if finished {
+                    "PodCompleted"
+                } else {
+                    "ContainersNotInitialized"
+                }),
+                init_message.as_ref(),
+            ),
+            cond(
+                "Ready",
+                all_ready,
+                Some(not_ready_reason),
+                not_ready_message.as_ref(),
+            ),
+            cond(
+                "ContainersReady",
+                all_ready,
+                Some(not_ready_reason),
+                not_ready_message.as_ref(),
+            ),
+            cond("PodScheduled", true, None, None),
         ];
         for c in &mut conditions {
             let prev = self.conditions.iter().find(|p| p.type_ == c.type_);
@@ -861,6 +1414,7 @@ impl Worker {
             pod_ips: ip.map(|ip| vec![PodIP { ip }]),
             start_time: self.start_time.map(Time),
             container_statuses: Some(statuses),
+            init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
             message,
             reason: None,
             ..Default::default()
@@ -909,6 +1463,65 @@ impl Worker {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Stopping one container: its preStop hook, SIGTERM, and SIGKILL once the grace
+/// period is over.
+struct StopPlan {
+    target: Target,
+    pre_stop: Option<probe::Action>,
+}
+
+impl StopPlan {
+    async fn run(self, grace: Duration) {
+        let rt = &self.target.rt;
+        let id = &self.target.container_id;
+        let deadline = Instant::now() + grace;
+        if !grace.is_zero() {
+            if let Some(action) = &self.pre_stop {
+                match tokio::time::timeout_at(deadline, action.run(&self.target, grace)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(message)) => {
+                        tracing::warn!(container = %id, %message, "preStop hook failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(container = %id, "preStop hook did not finish within the grace period")
+                    }
+                }
+            }
+            if let Err(e) = rt.kill_task(id, libc::SIGTERM as u32).await {
+                tracing::warn!(container = %id, error = %e, "SIGTERM failed");
+            }
+            if tokio::time::timeout_at(deadline, rt.wait_task(id))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        if let Err(e) = rt.kill_task(id, libc::SIGKILL as u32).await {
+            tracing::warn!(container = %id, error = %e, "SIGKILL failed");
+        }
+    }
+}
+
+/// Whether the kernel's OOM killer killed a process of container `id`, from its
+/// memory cgroup (kept until the task is deleted): `oom_kill` in memory.oom_control
+/// (cgroup v1) or memory.events (v2).
+fn oom_killed(id: &str) -> bool {
+    let files = [
+        format!("/sys/fs/cgroup/memory/skiff/{id}/memory.oom_control"),
+        format!("/sys/fs/cgroup/skiff/{id}/memory.events"),
+    ];
+    files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|text| {
+            text.lines().any(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
 }
 
 async fn sleep_until(t: Option<Instant>) {
@@ -971,6 +1584,18 @@ pub async fn cleanup_pod(shared: &Shared, uid: &str) -> Result<()> {
     }
     let dir = pod_dir(&shared.root_dir, uid);
     teardown_network(shared, &dir, uid).await?;
+    // The pod's logs go with it, as Kubernetes removes them with the pod.
+    let suffix = format!("_{uid}");
+    if let Ok(mut entries) = tokio::fs::read_dir(&shared.pod_logs_dir).await {
+        while let Ok(Some(e)) = entries.next_entry().await {
+            if e.file_name().to_str().is_some_and(|n| n.ends_with(&suffix)) {
+                let p = e.path();
+                tokio::fs::remove_dir_all(&p)
+                    .await
+                    .map_err(|e| Error::io("removing", &p, e))?;
+            }
+        }
+    }
     match tokio::fs::remove_dir_all(&dir).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

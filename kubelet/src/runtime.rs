@@ -14,10 +14,10 @@ use containerd_client::services::v1::{
     images_client::ImagesClient, leases_client::LeasesClient, tasks_client::TasksClient,
     version_client::VersionClient, ApplyRequest, Container, CreateContainerRequest,
     CreateImageRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
-    DeleteContainerRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest,
-    GetImageRequest, GetRequest as GetTaskRequest, Image, InfoRequest, KillRequest,
-    ListContainersRequest, ReadContentRequest, StartRequest, UpdateImageRequest, WaitRequest,
-    WriteAction, WriteContentRequest,
+    DeleteContainerRequest, DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest,
+    DeleteTaskRequest, ExecProcessRequest, GetImageRequest, GetRequest as GetTaskRequest, Image,
+    InfoRequest, KillRequest, ListContainersRequest, ReadContentRequest, StartRequest,
+    UpdateImageRequest, WaitRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::types::{Descriptor, Mount};
 use futures::StreamExt;
@@ -504,16 +504,21 @@ impl Runtime {
     }
 
     /// Creates the task (the process, not yet started) of a container; its stdout and
-    /// stderr go to `log` (appended).
-    pub async fn create_task(&self, id: &str, rootfs: Vec<Mount>, log: &Path) -> Result<u32> {
-        let uri = format!("file://{}", log.display());
+    /// stderr go to the FIFOs `stdout` and `stderr` (made by the caller).
+    pub async fn create_task(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        stdout: &Path,
+        stderr: &Path,
+    ) -> Result<u32> {
         let r = TasksClient::new(self.channel.clone())
             .create(self.req(CreateTaskRequest {
                 container_id: id.to_string(),
                 rootfs,
                 stdin: String::new(),
-                stdout: uri.clone(),
-                stderr: uri,
+                stdout: stdout.display().to_string(),
+                stderr: stderr.display().to_string(),
                 terminal: false,
                 checkpoint: None,
                 options: None,
@@ -599,6 +604,82 @@ impl Runtime {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
             Err(s) => Err(call("Tasks.Kill")(s)),
         }
+    }
+
+    /// Runs `process` (an OCI process spec) in a running container and returns its exit
+    /// code; past `timeout` the process is killed and `None` returned. Its output is
+    /// not kept.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        process: &serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> Result<Option<u32>> {
+        let exec_id = format!("skiff-{:016x}", rand::random::<u64>());
+        let spec = prost_types::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(process).map_err(|e| Error::Spec(e.to_string()))?,
+        };
+        let mut tasks = TasksClient::new(self.channel.clone());
+        tasks
+            .exec(self.req(ExecProcessRequest {
+                container_id: id.to_string(),
+                stdin: String::new(),
+                stdout: String::new(),
+                stderr: String::new(),
+                terminal: false,
+                spec: Some(spec),
+                exec_id: exec_id.clone(),
+            }))
+            .await
+            .map_err(call("Tasks.Exec"))?;
+        let result = async {
+            tasks
+                .start(self.req(StartRequest {
+                    container_id: id.to_string(),
+                    exec_id: exec_id.clone(),
+                }))
+                .await
+                .map_err(call("Tasks.Start"))?;
+            let mut waiter = tasks.clone();
+            let wait = waiter.wait(self.req(WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.clone(),
+            }));
+            match tokio::time::timeout(timeout, wait).await {
+                Ok(r) => Ok(Some(
+                    r.map_err(call("Tasks.Wait"))?.into_inner().exit_status,
+                )),
+                Err(_) => {
+                    let _ = tasks
+                        .kill(self.req(KillRequest {
+                            container_id: id.to_string(),
+                            exec_id: exec_id.clone(),
+                            signal: libc::SIGKILL as u32,
+                            all: false,
+                        }))
+                        .await;
+                    let mut waiter = tasks.clone();
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        waiter.wait(self.req(WaitRequest {
+                            container_id: id.to_string(),
+                            exec_id: exec_id.clone(),
+                        })),
+                    )
+                    .await;
+                    Ok(None)
+                }
+            }
+        }
+        .await;
+        let _ = tasks
+            .delete_process(self.req(DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id,
+            }))
+            .await;
+        result
     }
 
     /// Deletes a stopped task; a missing one is not an error.

@@ -30,13 +30,13 @@ pub fn process_args(container: &Container, image: &ProcessConfig) -> Result<Vec<
     Ok(argv)
 }
 
-/// The environment: the image's, then the container's `env` (later wins), then
-/// HOSTNAME; `$(VAR)` references in values are expanded as Kubernetes does.
+/// The environment: the image's, then HOSTNAME, then what the pod gives the container
+/// ([`crate::env::container_vars`]: service variables, envFrom, env), later wins.
 pub fn environment(
-    container: &Container,
     image: &ProcessConfig,
     hostname: &str,
-) -> Result<Vec<String>> {
+    pod_vars: &[(String, String)],
+) -> Vec<String> {
     let mut vars: Vec<(String, String)> = Vec::new();
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
         if let Some(slot) = vars.iter_mut().find(|(name, _)| *name == k) {
@@ -50,17 +50,10 @@ pub fn environment(
         set(&mut vars, k.to_string(), v.to_string());
     }
     set(&mut vars, "HOSTNAME".into(), hostname.to_string());
-    for e in container.env.clone().unwrap_or_default() {
-        if e.value_from.is_some() {
-            return Err(Error::Spec(format!(
-                "container {:?}: env {:?} uses valueFrom, which skiff's kubelet does not support yet",
-                container.name, e.name
-            )));
-        }
-        let value = expand(&e.value.unwrap_or_default(), &vars);
-        set(&mut vars, e.name, value);
+    for (k, v) in pod_vars {
+        set(&mut vars, k.clone(), v.clone());
     }
-    Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+    vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// Kubernetes' `$(VAR)` expansion: known variables are replaced, `$$` escapes `$`,
@@ -168,13 +161,88 @@ pub fn user(pod: &Pod, container: &Container, image: &ProcessConfig) -> Result<(
     Ok((uid, gid))
 }
 
+/// The CFS period the kubelet sets with a CPU limit (100 ms, Kubernetes' default).
+pub const CPU_PERIOD: u64 = 100_000;
+
+/// Kubernetes' cgroup cpu shares for a CPU request in millicores (minimum 2).
+pub fn milli_cpu_to_shares(milli: i128) -> u64 {
+    if milli <= 0 {
+        return 2;
+    }
+    u64::try_from(milli * 1024 / 1000)
+        .unwrap_or(u64::MAX)
+        .max(2)
+}
+
+/// Kubernetes' CFS quota for a CPU limit in millicores (minimum 1 ms).
+pub fn milli_cpu_to_quota(milli: i128) -> i64 {
+    i64::try_from(milli * CPU_PERIOD as i128 / 1000)
+        .unwrap_or(i64::MAX)
+        .max(1000)
+}
+
+/// The OCI `linux.resources` cpu and memory of a container from its requests and
+/// limits (a CPU request defaults to the limit, as the API server defaults it).
+pub fn resources(container: &Container) -> Result<Value> {
+    use skiff_api::validation::quantity;
+    let r = container.resources.as_ref();
+    let get = |which: &str, kind: &str| -> Option<String> {
+        let map = match which {
+            "limits" => r.and_then(|r| r.limits.as_ref()),
+            _ => r.and_then(|r| r.requests.as_ref()),
+        };
+        map.and_then(|m| m.get(kind)).map(|q| q.0.clone())
+    };
+    let bad = |what: &str, v: &str, e: quantity::QuantityError| {
+        Error::Spec(format!("container {:?}: {what} {v:?}: {e}", container.name))
+    };
+    let cpu_limit = get("limits", "cpu")
+        .map(|v| quantity::parse_milli(&v).map_err(|e| bad("limits.cpu", &v, e)))
+        .transpose()?;
+    let cpu_request = get("requests", "cpu")
+        .map(|v| quantity::parse_milli(&v).map_err(|e| bad("requests.cpu", &v, e)))
+        .transpose()?
+        .or(cpu_limit);
+    let memory_limit = get("limits", "memory")
+        .map(|v| quantity::parse_value(&v).map_err(|e| bad("limits.memory", &v, e)))
+        .transpose()?;
+    let mut out = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let mut cpu = serde_json::Map::new();
+    if let Some(m) = cpu_request {
+        cpu.insert("shares".into(), json!(milli_cpu_to_shares(m)));
+    }
+    if let Some(m) = cpu_limit {
+        cpu.insert("quota".into(), json!(milli_cpu_to_quota(m)));
+        cpu.insert("period".into(), json!(CPU_PERIOD));
+    }
+    if !cpu.is_empty() {
+        out["cpu"] = Value::Object(cpu);
+    }
+    if let Some(m) = memory_limit {
+        let bytes = i64::try_from(m).unwrap_or(i64::MAX);
+        if bytes < 4 << 20 {
+            return Err(Error::Spec(format!(
+                "container {:?}: limits.memory {m} bytes is below the 4Mi a container needs to start",
+                container.name
+            )));
+        }
+        out["memory"] = json!({"limit": bytes});
+    }
+    Ok(out)
+}
+
 /// Features of a pod spec this kubelet does not run yet: each becomes a clear
 /// container error rather than being silently ignored.
 pub fn unsupported(pod: &Pod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     let mut missing = Vec::new();
-    if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
-        missing.push("initContainers".to_string());
+    if spec
+        .init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.restart_policy.is_some())
+    {
+        missing.push("initContainers with restartPolicy (sidecars)".to_string());
     }
     if spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
         missing.push("volumes".to_string());
@@ -192,25 +260,41 @@ pub fn unsupported(pod: &Pod) -> Option<String> {
     {
         missing.push("ephemeralContainers".to_string());
     }
-    for c in &spec.containers {
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
         let mut what = Vec::new();
-        if c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() {
-            what.push("probes");
+        let mut invalid = Vec::new();
+        if let Err(e) = crate::probe::Probes::of(c) {
+            invalid.push(format!("probe: {e}"));
         }
-        if c.lifecycle.is_some() {
-            what.push("lifecycle hooks");
+        for (hook, h) in c
+            .lifecycle
+            .iter()
+            .flat_map(|l| [("postStart", &l.post_start), ("preStop", &l.pre_stop)])
+        {
+            if let Some(Err(e)) = h.as_ref().map(|h| crate::probe::hook_action(h, c)) {
+                invalid.push(format!("{hook}: {e}"));
+            }
         }
         if c.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
             what.push("volumeMounts");
         }
-        if c.env_from.as_ref().is_some_and(|v| !v.is_empty()) {
-            what.push("envFrom");
+        for kind in c
+            .resources
+            .iter()
+            .flat_map(|r| r.limits.iter().chain(r.requests.iter()))
+            .flat_map(|m| m.keys())
+        {
+            if !matches!(kind.as_str(), "cpu" | "memory" | "ephemeral-storage") {
+                invalid.push(format!("resource {kind:?} is not supported"));
+            }
         }
-        if c.resources.as_ref().is_some_and(|r| {
-            r.limits.as_ref().is_some_and(|l| !l.is_empty())
-                || r.requests.as_ref().is_some_and(|l| !l.is_empty())
-        }) {
-            what.push("resources");
+        if let Err(e) = resources(c) {
+            invalid.push(e.to_string());
         }
         if c.stdin == Some(true) || c.tty == Some(true) {
             what.push("stdin/tty");
@@ -224,6 +308,9 @@ pub fn unsupported(pod: &Pod) -> Option<String> {
         }
         if !what.is_empty() {
             missing.push(format!("container {:?}: {}", c.name, what.join(", ")));
+        }
+        if !invalid.is_empty() {
+            missing.push(format!("container {:?}: {}", c.name, invalid.join(", ")));
         }
     }
     if missing.is_empty() {
@@ -262,6 +349,8 @@ pub struct SpecInput<'a> {
     pub etc_dir: &'a Path,
     /// cgroup path of the container.
     pub cgroups_path: String,
+    /// The variables the pod gives the container ([`crate::env::container_vars`]).
+    pub env: &'a [(String, String)],
 }
 
 const DEFAULT_CAPS: &[&str] = &[
@@ -292,7 +381,7 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
         .and_then(|s| s.hostname.clone())
         .unwrap_or_else(|| pod_name.clone());
     let args = process_args(input.container, input.image)?;
-    let env = environment(input.container, input.image, &hostname)?;
+    let env = environment(input.image, &hostname, input.env);
     let (uid, gid) = user(input.pod, input.container, input.image)?;
     let cwd = input
         .container
@@ -338,7 +427,7 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
         ],
         "linux": {
             "cgroupsPath": input.cgroups_path,
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "resources": resources(input.container)?,
             "namespaces": [
                 {"type": "pid"},
                 {"type": "mount"},
@@ -537,10 +626,19 @@ mod tests {
             env: Some(vec!["PATH=/bin".into(), "K=v".into()]),
             ..Default::default()
         };
-        let env = environment(&container, &image, "h").unwrap();
+        let pod_vars =
+            crate::env::container_vars(&Pod::default(), &container, &Default::default()).unwrap();
+        let env = environment(&image, "h", &pod_vars);
+        // $(VAR) sees the pod's variables defined before, not the image's.
         assert_eq!(
             env,
-            ["PATH=/p", "K=v", "HOSTNAME=h", "A=x/biny", "B=$(A) $(NOPE)"]
+            [
+                "PATH=/p",
+                "K=v",
+                "HOSTNAME=h",
+                "A=x$(PATH)y",
+                "B=$(A) $(NOPE)"
+            ]
         );
     }
 
@@ -608,6 +706,47 @@ mod tests {
     }
 
     #[test]
+    fn resources_become_cgroup_limits() {
+        use k8s_openapi::api::core::v1::ResourceRequirements;
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let mut container = c(None, None);
+        assert_eq!(
+            resources(&container).unwrap(),
+            json!({"devices": [{"allow": false, "access": "rwm"}]})
+        );
+        let q = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                    .collect(),
+            )
+        };
+        container.resources = Some(ResourceRequirements {
+            limits: q(&[("cpu", "500m"), ("memory", "64Mi")]),
+            ..Default::default()
+        });
+        let r = resources(&container).unwrap();
+        // The request defaults to the limit: 500m → 512 shares, 50 ms per 100 ms.
+        assert_eq!(
+            r["cpu"],
+            json!({"shares": 512, "quota": 50000, "period": 100000})
+        );
+        assert_eq!(r["memory"], json!({"limit": 64 << 20}));
+        container.resources = Some(ResourceRequirements {
+            requests: q(&[("cpu", "1m")]),
+            ..Default::default()
+        });
+        assert_eq!(resources(&container).unwrap()["cpu"], json!({"shares": 2}));
+        container.resources = Some(ResourceRequirements {
+            limits: q(&[("memory", "lots")]),
+            ..Default::default()
+        });
+        assert!(resources(&container).is_err());
+        assert_eq!(milli_cpu_to_quota(1), 1000);
+    }
+
+    #[test]
     fn unsupported_features_are_named() {
         let mut pod = Pod {
             spec: Some(PodSpec {
@@ -618,6 +757,14 @@ mod tests {
         };
         assert_eq!(unsupported(&pod), None);
         pod.spec.as_mut().unwrap().containers[0].liveness_probe = Some(Default::default());
-        assert!(unsupported(&pod).unwrap().contains("probes"));
+        assert!(unsupported(&pod).unwrap().contains("probe"));
+        pod.spec.as_mut().unwrap().containers[0].liveness_probe =
+            Some(k8s_openapi::api::core::v1::Probe {
+                exec: Some(k8s_openapi::api::core::v1::ExecAction {
+                    command: Some(vec!["true".into()]),
+                }),
+                ..Default::default()
+            });
+        assert_eq!(unsupported(&pod), None);
     }
 }

@@ -238,6 +238,15 @@ struct KubeletFlags {
     /// and when added.
     #[arg(long)]
     image_dir: Option<PathBuf>,
+    /// Directory of the containers' log files (<namespace>_<pod>_<uid>/<container>/<n>.log).
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_logs_dir: PathBuf,
+    /// A container's log file is rotated when it reaches this size (a quantity: 10Mi).
+    #[arg(long, default_value = "10Mi")]
+    container_log_max_size: String,
+    /// Log files kept per container, the live one included.
+    #[arg(long, default_value_t = 5)]
+    container_log_max_files: usize,
     /// Address of the /healthz and /metrics endpoint.
     #[arg(long, default_value = "127.0.0.1")]
     healthz_bind_address: std::net::IpAddr,
@@ -299,6 +308,11 @@ impl KubeletFlags {
             cluster_dns,
             cluster_domain: self.cluster_domain,
             image_dir: self.image_dir,
+            pod_logs_dir: self.pod_logs_dir,
+            log_rotation: skiff_kubelet::logs::Rotation::parse(
+                &self.container_log_max_size,
+                self.container_log_max_files,
+            )?,
             healthz: std::net::SocketAddr::new(self.healthz_bind_address, self.healthz_port),
             api: std::net::SocketAddr::new(self.address, self.port),
         })

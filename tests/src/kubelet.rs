@@ -77,6 +77,8 @@ pub struct Leftovers {
     pub ips: Vec<String>,
     /// Pod directories under the root dir.
     pub pod_dirs: Vec<String>,
+    /// Pod log directories under the pod logs dir.
+    pub pod_log_dirs: Vec<String>,
 }
 
 impl Leftovers {
@@ -159,6 +161,11 @@ impl KubeletNode {
         self.dir.path().join("cni")
     }
 
+    /// The kubelet's --pod-logs-dir.
+    pub fn pod_logs_dir(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
     /// The kubelet's --root-dir.
     pub fn root_dir(&self) -> PathBuf {
         self.dir.path().join("root")
@@ -183,6 +190,8 @@ impl KubeletNode {
             .arg("--cni-conf-dir")
             .arg(self.conf_dir())
             .arg("--cni-bin-dir=/usr/lib/cni,/opt/cni/bin")
+            .arg("--pod-logs-dir")
+            .arg(self.pod_logs_dir())
             .arg(format!("--healthz-port={}", self.healthz_port))
             .arg("--address=127.0.0.1")
             .arg("--port=0")
@@ -229,12 +238,14 @@ impl KubeletNode {
             .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
             .collect();
         let pod_dirs = list_dir(&self.root_dir().join("pods"));
+        let pod_log_dirs = list_dir(&self.pod_logs_dir());
         Ok(Leftovers {
             containers,
             tasks,
             active_snapshots,
             ips,
             pod_dirs,
+            pod_log_dirs,
         })
     }
 

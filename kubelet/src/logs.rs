@@ -1,0 +1,601 @@
+//! Container logs as Kubernetes writes them: one file per container run at
+//! `<pod-logs-dir>/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`, each line
+//! in the CRI log format `<RFC3339Nano time> stdout|stderr F|P <content>`, rotated by
+//! size. `kubectl logs` (through the kubelet) and log forwarders (Fluent Bit's `cri`
+//! parser) read these files.
+//!
+//! The pure parts (paths, the line format both ways, splitting a byte stream into
+//! lines, rotation names) come first and are unit-tested; [`LogFile`] and [`pump`]
+//! do the I/O: they copy a container's stdout and stderr FIFOs into its log file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Longest content of one log line; longer output is split into partial (`P`) lines,
+/// as containerd's CRI plugin does (16 KiB).
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Kubernetes' default `containerLogMaxSize` (10 MiB).
+pub const DEFAULT_MAX_SIZE: u64 = 10 << 20;
+
+/// Kubernetes' default `containerLogMaxFiles`: the live file plus rotated ones.
+pub const DEFAULT_MAX_FILES: usize = 5;
+
+/// The directory of a pod's logs: `<root>/<namespace>_<pod>_<uid>`.
+pub fn pod_log_dir(root: &Path, namespace: &str, pod: &str, uid: &str) -> PathBuf {
+    root.join(format!("{namespace}_{pod}_{uid}"))
+}
+
+/// The log file of one run of a container: `<pod dir>/<container>/<restartCount>.log`.
+pub fn container_log_path(pod_dir: &Path, container: &str, restart_count: i32) -> PathBuf {
+    pod_dir.join(container).join(format!("{restart_count}.log"))
+}
+
+/// Which output a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// The word in the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One parsed line of a CRI log file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the runtime read the output.
+    pub time: jiff::Timestamp,
+    /// stdout or stderr.
+    pub stream: Stream,
+    /// `P`: the content continues on the next line of the same stream; `F`: it ends
+    /// here (a newline followed it in the output).
+    pub partial: bool,
+    /// The output, without the newline.
+    pub content: Vec<u8>,
+}
+
+impl LogLine {
+    /// The bytes the container wrote: the content, plus the newline for a full line.
+    pub fn output(&self) -> Vec<u8> {
+        let mut out = self.content.clone();
+        if !self.partial {
+            out.push(b'\n');
+        }
+        out
+    }
+}
+
+/// A time as Go's RFC3339Nano writes it in UTC: the fraction without trailing zeros,
+/// none at all on a whole second.
+pub fn format_time(t: jiff::Timestamp) -> String {
+    let base = t.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.subsec_nanosecond();
+    if nanos == 0 {
+        return format!("{base}Z");
+    }
+    let frac = format!("{nanos:09}");
+    format!("{base}.{}Z", frac.trim_end_matches('0'))
+}
+
+/// One line of the log file, newline included.
+pub fn format_line(
+    time: jiff::Timestamp,
+    stream: Stream,
+    partial: bool,
+    content: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 48);
+    out.extend_from_slice(format_time(time).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(stream.as_str().as_bytes());
+    out.extend_from_slice(if partial { b" P " } else { b" F " });
+    out.extend_from_slice(content);
+    out.push(b'\n');
+    out
+}
+
+/// Parses one line of a CRI log file (with or without its newline).
+pub fn parse_line(line: &[u8]) -> Result<LogLine> {
+    let bad = |message: &str| Error::LogFormat {
+        line: String::from_utf8_lossy(&line[..line.len().min(120)]).into_owned(),
+        message: message.to_string(),
+    };
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut fields = line.splitn(4, |b| *b == b' ');
+    let time = fields.next().ok_or_else(|| bad("empty line"))?;
+    let time = std::str::from_utf8(time)
+        .ok()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .ok_or_else(|| bad("the time is not RFC 3339"))?;
+    let stream = match fields.next() {
+        Some(b"stdout") => Stream::Stdout,
+        Some(b"stderr") => Stream::Stderr,
+        _ => return Err(bad("the stream is neither stdout nor stderr")),
+    };
+    // The tag field may carry more tags after ':'; the first says partial or full.
+    let tags = fields.next().ok_or_else(|| bad("no tag"))?;
+    let partial = match tags.split(|b| *b == b':').next() {
+        Some(b"P") => true,
+        Some(b"F") => false,
+        _ => return Err(bad("the tag is neither P nor F")),
+    };
+    Ok(LogLine {
+        time,
+        stream,
+        partial,
+        content: fields.next().unwrap_or_default().to_vec(),
+    })
+}
+
+/// Splits a stream of output chunks into log lines: whole lines as full, and content
+/// longer than `max` without a newline as partial lines of `max` bytes.
+#[derive(Debug)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl LineSplitter {
+    /// A splitter cutting partial lines at `max` bytes.
+    pub fn new(max: usize) -> Self {
+        LineSplitter {
+            buf: Vec::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// Adds a chunk of output; returns the lines it completes as `(partial, content)`.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<(bool, Vec<u8>)> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut start = 0;
+        loop {
+            let rest = &self.buf[start..];
+            match rest.iter().take(self.max + 1).position(|b| *b == b'\n') {
+                Some(i) => {
+                    out.push((false, rest[..i].to_vec()));
+                    start += i + 1;
+                }
+                None if rest.len() > self.max => {
+                    out.push((true, rest[..self.max].to_vec()));
+                    start += self.max;
+                }
+                None => break,
+            }
+        }
+        self.buf.drain(..start);
+        out
+    }
+
+    /// The output left at the end of the stream, as a full line (containerd does the
+    /// same with output that does not end in a newline).
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf))
+    }
+}
+
+/// The name a rotated log file gets: `<file>.<YYYYMMDD-HHMMSS>` as the kubelet's log
+/// manager names them, with `.<n>` after it for rotations within one second.
+pub fn rotated_name(file: &Path, at: jiff::Timestamp, existing: &[PathBuf]) -> PathBuf {
+    let stamp = at.strftime("%Y%m%d-%H%M%S").to_string();
+    let base = format!("{}.{stamp}", file.display());
+    let taken: Vec<u64> = existing
+        .iter()
+        .filter_map(|p| {
+            let p = p.to_str()?;
+            let rest = p.strip_prefix(&base)?;
+            if rest.is_empty() {
+                Some(0)
+            } else {
+                rest.strip_prefix('.')?.parse().ok()
+            }
+        })
+        .collect();
+    match taken.iter().max() {
+        None => PathBuf::from(base),
+        Some(n) => PathBuf::from(format!("{base}.{}", n + 1)),
+    }
+}
+
+/// The order of rotated files, oldest first: by stamp, then by counter.
+fn rotation_key(p: &Path) -> (String, u64) {
+    let name = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    // `<n>.log.<stamp>[.<counter>]`
+    let mut parts = name.splitn(4, '.');
+    let (_, _, stamp, counter) = (parts.next(), parts.next(), parts.next(), parts.next());
+    (
+        stamp.unwrap_or_default().to_string(),
+        counter.and_then(|c| c.parse().ok()).unwrap_or(0),
+    )
+}
+
+/// Which rotated files to remove so that, with the live file, at most `max_files`
+/// remain: the oldest.
+pub fn rotated_to_remove(mut rotated: Vec<PathBuf>, max_files: usize) -> Vec<PathBuf> {
+    rotated.sort_by_key(|p| rotation_key(p));
+    let keep = max_files.saturating_sub(1);
+    let n = rotated.len().saturating_sub(keep);
+    rotated.truncate(n);
+    rotated
+}
+
+/// Size limits of a container's log.
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation {
+    /// The live file is rotated once it reaches this size.
+    pub max_size: u64,
+    /// Files kept, the live one included (at least 2).
+    pub max_files: usize,
+}
+
+impl Rotation {
+    /// From the flags' values: a quantity (`10Mi`) and a count (at least 2).
+    pub fn parse(max_size: &str, max_files: usize) -> Result<Rotation> {
+        let size = skiff_api::validation::quantity::parse_value(max_size)
+            .map_err(|e| Error::Config(format!("--container-log-max-size {max_size:?}: {e}")))?;
+        if size < 1024 {
+            return Err(Error::Config(format!(
+                "--container-log-max-size {max_size:?}: at least 1Ki"
+            )));
+        }
+        if max_files < 2 {
+            return Err(Error::Config(format!(
+                "--container-log-max-files {max_files}: at least 2"
+            )));
+        }
+        Ok(Rotation {
+            max_size: u64::try_from(size).unwrap_or(u64::MAX),
+            max_files,
+        })
+    }
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_size: DEFAULT_MAX_SIZE,
+            max_files: DEFAULT_MAX_FILES,
+        }
+    }
+}
+
+/// The live log file of a container, rotated by size as lines are written.
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+    rotation: Rotation,
+}
+
+impl LogFile {
+    /// Opens (appending) or creates the file.
+    pub fn open(path: &Path, rotation: Rotation) -> Result<LogFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io("opening", path, e))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            rotation,
+        })
+    }
+
+    /// Writes one line, rotating first when the file is full.
+    pub fn write_line(&mut self, stream: Stream, partial: bool, content: &[u8]) -> Result<()> {
+        let line = format_line(jiff::Timestamp::now(), stream, partial, content);
+        if self.size > 0 && self.size + line.len() as u64 > self.rotation.max_size {
+            self.rotate()?;
+        }
+        self.file
+            .write_all(&line)
+            .map_err(|e| Error::io("writing", &self.path, e))?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        let rotated = rotated_files(&self.path);
+        let target = rotated_name(&self.path, jiff::Timestamp::now(), &rotated);
+        std::fs::rename(&self.path, &target).map_err(|e| Error::io("rotating", &self.path, e))?;
+        let mut all = rotated;
+        all.push(target);
+        for old in rotated_to_remove(all, self.rotation.max_files.max(2)) {
+            let _ = std::fs::remove_file(old);
+        }
+        self.file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::io("opening", &self.path, e))?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// The rotated files of a live log file `path` (`<path>.<stamp>`).
+pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a run's log file and its rotated files.
+pub fn remove_run(path: &Path) {
+    for f in rotated_files(path) {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// The FIFOs of a container's stdout and stderr in the pod directory.
+pub fn fifo_paths(pod_dir: &Path, container_id: &str) -> (PathBuf, PathBuf) {
+    let io = pod_dir.join("io");
+    (
+        io.join(format!("{container_id}-stdout")),
+        io.join(format!("{container_id}-stderr")),
+    )
+}
+
+/// Makes a FIFO (an existing one is kept).
+pub fn make_fifo(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    }
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(Error::io("making the FIFO", path, e.into())),
+    }
+}
+
+/// Opens a FIFO for reading once its writer (containerd's shim) opens it: a reader
+/// that opened before the writer would see the end of the stream at once.
+pub async fn open_when_written(path: PathBuf) -> Result<tokio::net::unix::pipe::Receiver> {
+    let p = path.clone();
+    let file = tokio::task::spawn_blocking(move || std::fs::File::open(&p))
+        .await
+        .map_err(|e| Error::io("opening", &path, std::io::Error::other(e)))?
+        .map_err(|e| Error::io("opening", &path, e))?;
+    tokio::net::unix::pipe::Receiver::from_file(file).map_err(|e| Error::io("opening", &path, e))
+}
+
+/// Opens a FIFO for reading now (a running container's, whose writer is open).
+pub fn open_now(path: &Path) -> Result<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(path)
+        .map_err(|e| Error::io("opening", path, e))
+}
+
+/// Lets a reader waiting in [`open_when_written`] go when no writer will come (the
+/// task was not created): it then reads the end of the stream.
+pub fn release(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+}
+
+/// Copies a container's stdout and stderr (FIFO readers) into its log file until both
+/// end (the runtime closes them when the process and its output are done).
+pub async fn pump(
+    stdout: Option<tokio::net::unix::pipe::Receiver>,
+    stderr: Option<tokio::net::unix::pipe::Receiver>,
+    mut file: LogFile,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut streams = [
+        (Stream::Stdout, stdout, LineSplitter::new(MAX_LINE)),
+        (Stream::Stderr, stderr, LineSplitter::new(MAX_LINE)),
+    ];
+    let mut buf_out = vec![0u8; 32 * 1024];
+    let mut buf_err = vec![0u8; 32 * 1024];
+    let write = |file: &mut LogFile, stream: Stream, lines: Vec<(bool, Vec<u8>)>| {
+        for (partial, content) in lines {
+            if let Err(e) = file.write_line(stream, partial, &content) {
+                tracing::warn!(error = %e, "writing a container log failed");
+            }
+        }
+    };
+    loop {
+        let [(_, out, _), (_, err, _)] = &mut streams;
+        let (which, read) = match (out.as_mut(), err.as_mut()) {
+            (None, None) => break,
+            (Some(o), None) => (0, o.read(&mut buf_out).await),
+            (None, Some(e)) => (1, e.read(&mut buf_err).await),
+            (Some(o), Some(e)) => tokio::select! {
+                r = o.read(&mut buf_out) => (0, r),
+                r = e.read(&mut buf_err) => (1, r),
+            },
+        };
+        let (stream, reader, splitter) = &mut streams[which];
+        match read {
+            Ok(0) | Err(_) => {
+                *reader = None;
+                if let Some(rest) = splitter.finish() {
+                    write(&mut file, *stream, vec![(false, rest)]);
+                }
+            }
+            Ok(n) => {
+                let chunk = if which == 0 {
+                    &buf_out[..n]
+                } else {
+                    &buf_err[..n]
+                };
+                let lines = splitter.push(chunk);
+                write(&mut file, *stream, lines);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn paths_follow_kubernetes() {
+        let dir = pod_log_dir(Path::new("/var/log/pods"), "default", "web", "u-1");
+        assert_eq!(dir, Path::new("/var/log/pods/default_web_u-1"));
+        assert_eq!(
+            container_log_path(&dir, "main", 3),
+            Path::new("/var/log/pods/default_web_u-1/main/3.log")
+        );
+    }
+
+    #[test]
+    fn times_are_go_rfc3339nano() {
+        assert_eq!(
+            format_time(ts("2024-01-02T03:04:05.120000000Z")),
+            "2024-01-02T03:04:05.12Z"
+        );
+        assert_eq!(
+            format_time(ts("2024-01-02T03:04:05Z")),
+            "2024-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            format_time(ts("2024-01-02T03:04:05.000000001Z")),
+            "2024-01-02T03:04:05.000000001Z"
+        );
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let t = ts("2016-10-06T00:17:09.669794202Z");
+        let line = format_line(t, Stream::Stderr, true, b"part of it");
+        assert_eq!(
+            line,
+            b"2016-10-06T00:17:09.669794202Z stderr P part of it\n".to_vec()
+        );
+        let parsed = parse_line(&line).unwrap();
+        assert_eq!(
+            parsed,
+            LogLine {
+                time: t,
+                stream: Stream::Stderr,
+                partial: true,
+                content: b"part of it".to_vec(),
+            }
+        );
+        assert_eq!(parsed.output(), b"part of it");
+        let full = parse_line(&format_line(t, Stream::Stdout, false, b"")).unwrap();
+        assert_eq!(full.content, b"");
+        assert_eq!(full.output(), b"\n");
+        // Spaces in the content are kept; more tags after ':' are allowed.
+        let l = parse_line(b"2016-10-06T00:17:09Z stdout F:x  two  spaces").unwrap();
+        assert_eq!(l.content, b" two  spaces");
+        assert!(!l.partial);
+    }
+
+    #[test]
+    fn bad_lines_are_errors() {
+        for bad in [
+            &b""[..],
+            b"yesterday stdout F x",
+            b"2016-10-06T00:17:09Z stdin F x",
+            b"2016-10-06T00:17:09Z stdout X x",
+            b"2016-10-06T00:17:09Z stdout",
+        ] {
+            assert!(
+                parse_line(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn splitter_makes_full_and_partial_lines() {
+        let mut s = LineSplitter::new(4);
+        assert_eq!(s.push(b"ab"), vec![]);
+        assert_eq!(s.push(b"c\nde"), vec![(false, b"abc".to_vec())]);
+        // Exactly max bytes and then a newline is one full line.
+        assert_eq!(s.push(b"fg\n"), vec![(false, b"defg".to_vec())]);
+        assert_eq!(
+            s.push(b"123456789"),
+            vec![(true, b"1234".to_vec()), (true, b"5678".to_vec())]
+        );
+        assert_eq!(
+            s.push(b"\n\n"),
+            vec![(false, b"9".to_vec()), (false, vec![])]
+        );
+        assert_eq!(s.push(b"tail"), vec![]);
+        assert_eq!(s.finish(), Some(b"tail".to_vec()));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn rotation_names_and_pruning() {
+        let live = Path::new("/l/main/0.log");
+        let t = ts("2024-05-06T07:08:09Z");
+        let first = rotated_name(live, t, &[]);
+        assert_eq!(first, Path::new("/l/main/0.log.20240506-070809"));
+        let second = rotated_name(live, t, std::slice::from_ref(&first));
+        assert_eq!(second, Path::new("/l/main/0.log.20240506-070809.1"));
+        // After the oldest of one second was pruned, the counter still goes up.
+        let third = rotated_name(live, t, std::slice::from_ref(&second));
+        assert_eq!(third, Path::new("/l/main/0.log.20240506-070809.2"));
+        let same_second: Vec<PathBuf> = ["0.log.20240506-070809.10", "0.log.20240506-070809.9"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(
+            rotated_to_remove(same_second, 2),
+            vec![PathBuf::from("0.log.20240506-070809.9")]
+        );
+        let files: Vec<PathBuf> = [
+            "0.log.20240101-000000",
+            "0.log.20230101-000000",
+            "0.log.20240201-000000",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(
+            rotated_to_remove(files.clone(), 3),
+            vec![PathBuf::from("0.log.20230101-000000")]
+        );
+        assert!(rotated_to_remove(files, 4).is_empty());
+    }
+}
