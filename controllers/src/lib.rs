@@ -13,6 +13,10 @@
 //! - [`garbage_collector`]: deletes dependents whose owners are gone; foreground and
 //!   orphan deletion.
 //! - [`namespace`]: empties a Terminating namespace, then lets it go.
+//! - [`node_ipam`]: a podCIDR for each Node from `--cluster-cidr`.
+//! - [`node_lifecycle`]: Unknown nodes, condition taints and NoExecute eviction.
+//! - [`endpoints`]: Endpoints and EndpointSlices for Services with selectors.
+//! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`events`], [`expectations`], [`pods`]: what controllers share.
 //!
 //! Each controller is a reconcile function `async fn(Arc<Obj>, Arc<Ctx>) ->
@@ -22,6 +26,7 @@
 //! idempotently.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod expectations;
@@ -30,9 +35,12 @@ pub mod informer;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod selection;
+pub mod serviceaccount;
 
 pub use error::{Error, Result};
 pub use manager::{run, Config};

@@ -23,7 +23,10 @@ use tokio::task::JoinSet;
 use crate::informer::Informer;
 use crate::metrics::{self, Metrics};
 use crate::selection::Selection;
-use crate::{deployment, garbage_collector, namespace, replicaset, Error, Result};
+use crate::{
+    deployment, endpoints, garbage_collector, namespace, node_ipam, node_lifecycle, replicaset,
+    serviceaccount, Error, Result,
+};
 
 /// Everything `skiff controller-manager` is told by its flags.
 #[derive(Clone, Debug)]
@@ -42,6 +45,8 @@ pub struct Config {
     pub cluster_cidr: String,
     /// `--node-cidr-mask-size`: the prefix length of each node's podCIDR.
     pub node_cidr_mask_size: u8,
+    /// `--node-monitor-period` and `--node-monitor-grace-period`.
+    pub node_lifecycle: node_lifecycle::Timing,
     /// `--controllers`.
     pub controllers: Selection,
     /// Address of the /healthz and /metrics port.
@@ -60,6 +65,7 @@ impl Default for Config {
             lease_name: "kube-controller-manager".into(),
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
+            node_lifecycle: node_lifecycle::Timing::default(),
             controllers: Selection::default(),
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             secure_port: 10257,
@@ -102,6 +108,14 @@ impl Config {
         if le.renew_deadline >= le.lease_duration {
             return Err(Error::Config(
                 "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration"
+                    .into(),
+            ));
+        }
+        if self.node_lifecycle.monitor_period.is_zero()
+            || self.node_lifecycle.grace_period <= self.node_lifecycle.monitor_period
+        {
+            return Err(Error::Config(
+                "--node-monitor-grace-period must be longer than a positive --node-monitor-period"
                     .into(),
             ));
         }
@@ -162,7 +176,7 @@ pub async fn run(
 
     let controllers = run_controllers(
         client.clone(),
-        config.controllers.clone(),
+        config.clone(),
         metrics.clone(),
         stop_rx.clone(),
     );
@@ -204,10 +218,11 @@ pub async fn run(
 /// Dropping the future (lost leadership) aborts them all.
 async fn run_controllers(
     client: Client,
-    selection: Selection,
+    config: Config,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) {
+    let selection = config.controllers;
     let mut tasks = JoinSet::new();
     let mut pods = Informer::new(Api::<Pod>::all(client.clone()), Default::default());
 
@@ -250,6 +265,69 @@ async fn run_controllers(
             namespace::NAME,
             c.workers(5),
             namespace::reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+    }
+    if selection.is_enabled(node_ipam::NAME) {
+        match node_ipam::controller(&client, &config.cluster_cidr, config.node_cidr_mask_size) {
+            Ok((c, ctx)) => {
+                // One worker: allocations must not race.
+                tasks.spawn(run_controller(
+                    node_ipam::NAME,
+                    c.workers(1),
+                    node_ipam::reconcile,
+                    ctx,
+                    metrics.clone(),
+                    stopped(&stop),
+                ));
+            }
+            Err(error) => tracing::error!(%error, "node IPAM does not run"),
+        }
+    }
+    if selection.is_enabled(node_lifecycle::NAME) {
+        let lifecycle =
+            node_lifecycle::NodeLifecycle::new(&client, &mut pods, config.node_lifecycle.clone());
+        tasks.spawn(lifecycle.run(metrics.clone(), stopped(&stop)));
+    }
+    if selection.is_enabled(endpoints::NAME) {
+        let (c, ctx) = endpoints::controller(&client, &mut pods);
+        tasks.spawn(run_controller(
+            endpoints::NAME,
+            c.workers(5),
+            endpoints::reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+        let (c, ctx) = endpoints::sweeper(&client);
+        tasks.spawn(run_controller(
+            endpoints::NAME,
+            c.workers(2),
+            endpoints::sweep_reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+    }
+    if selection.is_enabled(endpoints::SLICE_NAME) {
+        let (c, ctx) = endpoints::slice_controller(&client, &mut pods);
+        tasks.spawn(run_controller(
+            endpoints::SLICE_NAME,
+            c.workers(5),
+            endpoints::slice_reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+    }
+    if selection.is_enabled(serviceaccount::NAME) {
+        let (c, ctx) = serviceaccount::controller(&client);
+        tasks.spawn(run_controller(
+            serviceaccount::NAME,
+            c.workers(2),
+            serviceaccount::reconcile,
             ctx,
             metrics.clone(),
             stopped(&stop),

@@ -40,17 +40,17 @@ pub const KNOWN: &[Known] = &[
     Known {
         name: "serviceaccount-controller",
         alias: "serviceaccount",
-        built: false,
+        built: true,
     },
     Known {
         name: "endpoints-controller",
         alias: "endpoint",
-        built: false,
+        built: true,
     },
     Known {
         name: "endpointslice-controller",
         alias: "endpointslice",
-        built: false,
+        built: true,
     },
     Known {
         name: "statefulset-controller",
@@ -75,12 +75,12 @@ pub const KNOWN: &[Known] = &[
     Known {
         name: "node-ipam-controller",
         alias: "nodeipam",
-        built: false,
+        built: true,
     },
     Known {
         name: "node-lifecycle-controller",
         alias: "nodelifecycle",
-        built: false,
+        built: true,
     },
 ];
 

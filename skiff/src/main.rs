@@ -99,6 +99,13 @@ struct ControllerManagerFlags {
     /// Prefix length of each node's podCIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// How often the node lifecycle controller checks nodes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+    /// Silence (no Lease renewal, no status) after which a node is Ready=Unknown and
+    /// tainted unreachable.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
     /// Controllers to run: '*' for all on by default, 'foo' to enable, '-foo' to disable.
     #[arg(long, default_value = "*")]
     controllers: String,
@@ -126,6 +133,10 @@ impl ControllerManagerFlags {
             lease_name: self.leader_elect_resource_name,
             cluster_cidr: self.cluster_cidr,
             node_cidr_mask_size: self.node_cidr_mask_size,
+            node_lifecycle: skiff_controllers::node_lifecycle::Timing {
+                monitor_period: self.node_monitor_period,
+                grace_period: self.node_monitor_grace_period,
+            },
             controllers: skiff_controllers::Selection::parse(&self.controllers)?,
             bind_address: self.bind_address,
             secure_port: self.secure_port,

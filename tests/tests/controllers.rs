@@ -14,9 +14,12 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Event as CoreEvent, Namespace, Pod, PodSpec, PodTemplateSpec,
+    ConfigMap, Container, Endpoints, Event as CoreEvent, Namespace, Node, Pod, PodSpec,
+    PodTemplateSpec, ServiceAccount, Toleration,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::json;
 use skiff_client::watcher::{self, Event};
@@ -25,6 +28,7 @@ use skiff_client::{
 };
 use skiff_tests::cluster::{dying_with_parent, skiff_binary, tail, Spawner};
 use skiff_tests::control_plane::{free_port, ControlPlane};
+use skiff_tests::scheduler::{ready_node, SchedulerProcess};
 use skiff_tests::wait::eventually;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -774,5 +778,608 @@ async fn deployment_rolls_out_keeping_three_ready_pods_and_rolls_back_with_simul
     );
     let history = cp.kubectl_ok(&["rollout", "history", "deployment/web"])?;
     ensure!(rows(&history) == ["2 second", "3 first"], "{history}");
+    Ok(())
+}
+
+fn node(name: &str) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    }
+}
+
+fn pod_cidr(n: &Node) -> Option<String> {
+    n.spec.as_ref().and_then(|s| s.pod_cidr.clone())
+}
+
+/// Every node's podCIDR, failing if two nodes share one or podCIDRs disagrees.
+async fn unique_cidrs(nodes: &Api<Node>) -> Result<BTreeMap<String, String>> {
+    let mut by_cidr: BTreeMap<String, String> = BTreeMap::new();
+    for n in nodes.list(&ListParams::default()).await?.items {
+        let Some(c) = pod_cidr(&n) else { continue };
+        let list = n.spec.as_ref().and_then(|s| s.pod_cidrs.clone());
+        ensure!(
+            list == Some(vec![c.clone()]),
+            "podCIDRs of {}: {list:?}",
+            n.name()
+        );
+        if let Some(other) = by_cidr.insert(c.clone(), n.name().to_string()) {
+            anyhow::bail!("{c} given to both {other} and {}", n.name());
+        }
+    }
+    Ok(by_cidr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ipam_gives_50_nodes_unique_pod_cidrs_across_a_restart_reports_a_full_range_and_reuses_freed_ones(
+) -> Result<()> {
+    let cp = ControlPlane::start(1).await?;
+    // 64 node CIDRs: room for 50 nodes, and then for 14 of the next 20.
+    let flags = [
+        "--controllers=node-ipam-controller",
+        "--cluster-cidr=10.244.0.0/18",
+        "--node-cidr-mask-size=24",
+    ];
+    let cm = ControllerManager::start(&cp, &flags).await?;
+    let client = Client::new(&cp.url(0))?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let created = futures::future::join_all((0..50).map(|i| {
+        let nodes = nodes.clone();
+        async move {
+            nodes
+                .create(&PostParams::default(), &node(&format!("n{i:02}")))
+                .await
+        }
+    }))
+    .await;
+    for c in created {
+        c?;
+    }
+    let first = eventually("50 nodes with a podCIDR", TIMEOUT, || async {
+        let cidrs = unique_cidrs(&nodes).await?;
+        Ok((cidrs.len() == 50).then_some(cidrs))
+    })
+    .await?;
+    for c in first.keys() {
+        let third: u8 = c
+            .strip_prefix("10.244.")
+            .and_then(|r| r.strip_suffix(".0/24"))
+            .and_then(|o| o.parse().ok())
+            .with_context(|| format!("{c} is not a /24 of 10.244.0.0/18"))?;
+        ensure!(third < 64, "{c} is outside 10.244.0.0/18");
+    }
+
+    // A new controller manager reads the assignments back before handing out more.
+    drop(cm);
+    let _cm = ControllerManager::start(&cp, &flags).await?;
+    for i in 50..70 {
+        nodes
+            .create(&PostParams::default(), &node(&format!("n{i:02}")))
+            .await?;
+    }
+    eventually("64 nodes with a podCIDR, all distinct", TIMEOUT, || async {
+        let cidrs = unique_cidrs(&nodes).await?;
+        Ok((cidrs.len() == 64).then_some(()))
+    })
+    .await?;
+    for (c, n) in &first {
+        let now = nodes.get(n).await?;
+        ensure!(
+            pod_cidr(&now).as_deref() == Some(c.as_str()),
+            "{n} kept {c}"
+        );
+    }
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let waiting: Vec<String> = eventually("CIDRNotAvailable events", TIMEOUT, || async {
+        let list = events.list(&ListParams::default()).await?.items;
+        let names: std::collections::BTreeSet<String> = list
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("CIDRNotAvailable"))
+            .filter(|e| e.involved_object.kind.as_deref() == Some("Node"))
+            .filter_map(|e| e.involved_object.name.clone())
+            .collect();
+        Ok((names.len() == 6).then(|| names.into_iter().collect()))
+    })
+    .await?;
+    for n in &waiting {
+        ensure!(pod_cidr(&nodes.get(n).await?).is_none(), "{n} has no CIDR");
+    }
+
+    // Deleted nodes free their CIDRs for the waiting ones.
+    for i in 0..6 {
+        nodes
+            .delete(&format!("n{i:02}"), &DeleteParams::default())
+            .await?;
+    }
+    eventually("the 6 waiting nodes served", TIMEOUT, || async {
+        let cidrs = unique_cidrs(&nodes).await?;
+        Ok(
+            (cidrs.len() == 64 && waiting.iter().all(|w| cidrs.values().any(|n| n == w)))
+                .then_some(()),
+        )
+    })
+    .await?;
+    Ok(())
+}
+
+/// Writes a pod's status as its kubelet would once it runs: phase Running, `ip`, and a
+/// Ready condition.
+async fn set_pod_status_as_kubelet(
+    pods: &Api<Pod>,
+    name: &str,
+    ip: &str,
+    ready: bool,
+) -> Result<()> {
+    let now = jiff::Timestamp::now().to_string();
+    let r = if ready { "True" } else { "False" };
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": now,
+            "conditions": [
+                {"type": "ContainersReady", "status": r, "lastTransitionTime": now},
+                {"type": "Ready", "status": r, "lastTransitionTime": now},
+            ],
+        }})),
+    )
+    .await?;
+    Ok(())
+}
+
+fn web_pod(name: &str, http_port: i32) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{
+                "name": "web",
+                "image": "busybox",
+                "ports": [{"name": "http", "containerPort": http_port}],
+            }],
+        },
+    }))?)
+}
+
+type Addresses = (Vec<(String, i32)>, Vec<(String, i32)>);
+
+/// (ready, not ready) as (ip, http port) pairs of a Service's Endpoints.
+async fn endpoint_addresses(api: &Api<Endpoints>, name: &str) -> Result<Option<Addresses>> {
+    let Some(e) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    for s in e.subsets.unwrap_or_default() {
+        let http = s
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("http"))
+            .map_or(0, |p| p.port);
+        for a in s.addresses.iter().flatten() {
+            ready.push((a.ip.clone(), http));
+        }
+        for a in s.not_ready_addresses.iter().flatten() {
+            not_ready.push((a.ip.clone(), http));
+        }
+    }
+    ready.sort();
+    not_ready.sort();
+    Ok(Some((ready, not_ready)))
+}
+
+/// (ip, ready, terminating, http port, target pod, node) per endpoint of a Service's
+/// slices.
+async fn slice_endpoints(
+    api: &Api<EndpointSlice>,
+    svc: &str,
+) -> Result<Vec<(String, bool, bool, i32, String, String)>> {
+    let list = api
+        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={svc}")))
+        .await?
+        .items;
+    let mut out = Vec::new();
+    for s in list {
+        ensure!(
+            s.labels()
+                .get("endpointslice.kubernetes.io/managed-by")
+                .map(String::as_str)
+                == Some("endpointslice-controller.k8s.io"),
+            "{:?}",
+            s.labels()
+        );
+        ensure!(s.address_type == "IPv4");
+        let owner = s
+            .controller_owner()
+            .context("a slice has its Service as controller")?;
+        ensure!(owner.kind == "Service" && owner.name == svc, "{owner:?}");
+        let http = s
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("http"))
+            .and_then(|p| p.port)
+            .unwrap_or(0);
+        for e in &s.endpoints {
+            let c = e.conditions.clone().unwrap_or_default();
+            out.push((
+                e.addresses.join(","),
+                c.ready.unwrap_or(true),
+                c.terminating.unwrap_or(false),
+                http,
+                e.target_ref
+                    .as_ref()
+                    .and_then(|r| r.name.clone())
+                    .unwrap_or_default(),
+                e.node_name.clone().unwrap_or_default(),
+            ));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_and_slices_follow_pods_set_ready_by_a_test_kubelet_and_namespaces_get_a_default_serviceaccount(
+) -> Result<()> {
+    let (cp, _cm, client) = setup().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Two pods whose named targetPort resolves to different container ports, one ready
+    // and one not, and one without an IP yet.
+    pods.create(&PostParams::default(), &web_pod("a", 8080)?)
+        .await?;
+    pods.create(&PostParams::default(), &web_pod("b", 8081)?)
+        .await?;
+    pods.create(&PostParams::default(), &web_pod("c", 8080)?)
+        .await?;
+    set_pod_status_as_kubelet(&pods, "a", "10.244.1.1", true).await?;
+    set_pod_status_as_kubelet(&pods, "b", "10.244.1.2", false).await?;
+    cp.kubectl_ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, labels: {tier: fe}}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: metrics, port: 9090, targetPort: 9090}
+"#,
+    )?;
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let a = ("10.244.1.1".to_string(), 8080);
+    let b = ("10.244.1.2".to_string(), 8081);
+    eventually("Endpoints: a ready, b not ready", TIMEOUT, || async {
+        let got = endpoint_addresses(&endpoints, "web").await?;
+        Ok((got == Some((vec![a.clone()], vec![b.clone()]))).then_some(()))
+    })
+    .await?;
+    let row = |ip: &str, ready: bool, term: bool, port: i32, pod: &str| {
+        (
+            ip.to_string(),
+            ready,
+            term,
+            port,
+            pod.to_string(),
+            "n1".to_string(),
+        )
+    };
+    eventually("slices: a ready, b not, ports per pod", TIMEOUT, || async {
+        let got = slice_endpoints(&slices, "web").await?;
+        let want = vec![
+            row("10.244.1.1", true, false, 8080, "a"),
+            row("10.244.1.2", false, false, 8081, "b"),
+        ];
+        ensure!(got == want, "{got:?}");
+        Ok(Some(()))
+    })
+    .await?;
+    let e = endpoints.get("web").await?;
+    ensure!(
+        e.labels().get("tier").map(String::as_str) == Some("fe"),
+        "{e:?}"
+    );
+    let target = e
+        .subsets
+        .iter()
+        .flatten()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .next()
+        .context("an address")?;
+    ensure!(
+        target.node_name.as_deref() == Some("n1")
+            && target.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some("a"),
+        "{target:?}"
+    );
+
+    // b becomes ready, c gets an IP, a is being deleted (it stays Terminating: no real
+    // kubelet confirms).
+    set_pod_status_as_kubelet(&pods, "b", "10.244.1.2", true).await?;
+    set_pod_status_as_kubelet(&pods, "c", "10.244.1.3", true).await?;
+    pods.delete("a", &DeleteParams::default()).await?;
+    let c = ("10.244.1.3".to_string(), 8080);
+    eventually("Endpoints: b and c ready, a gone", TIMEOUT, || async {
+        let got = endpoint_addresses(&endpoints, "web").await?;
+        Ok((got == Some((vec![b.clone(), c.clone()], vec![]))).then_some(()))
+    })
+    .await?;
+    let a_gone = pods.get_opt("a").await?.is_none();
+    eventually(
+        "slices: a terminating (or gone), b and c ready",
+        TIMEOUT,
+        || async {
+            let got = slice_endpoints(&slices, "web").await?;
+            let mut want = vec![
+                row("10.244.1.2", true, false, 8081, "b"),
+                row("10.244.1.3", true, false, 8080, "c"),
+            ];
+            if !a_gone && pods.get_opt("a").await?.is_some() {
+                want.push(row("10.244.1.1", false, true, 8080, "a"));
+                want.sort();
+            }
+            ensure!(got == want, "{got:?}");
+            Ok(Some(()))
+        },
+    )
+    .await?;
+
+    // publishNotReadyAddresses: a not-ready pod counts as ready.
+    set_pod_status_as_kubelet(&pods, "c", "10.244.1.3", false).await?;
+    eventually("c not ready", TIMEOUT, || async {
+        let got = endpoint_addresses(&endpoints, "web").await?;
+        Ok((got == Some((vec![b.clone()], vec![c.clone()]))).then_some(()))
+    })
+    .await?;
+    cp.kubectl_ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"publishNotReadyAddresses":true}}"#,
+    ])?;
+    eventually("c published though not ready", TIMEOUT, || async {
+        let got = endpoint_addresses(&endpoints, "web").await?;
+        let (ready, not_ready) = got.unwrap_or_default();
+        Ok((ready.contains(&c) && not_ready.is_empty()).then_some(()))
+    })
+    .await?;
+
+    // The Service goes: its Endpoints and slices follow.
+    cp.kubectl_ok(&["delete", "service", "web"])?;
+    eventually("Endpoints and slices gone", TIMEOUT, || async {
+        Ok((endpoints.get_opt("web").await?.is_none()
+            && slice_endpoints(&slices, "web").await?.is_empty())
+        .then_some(()))
+    })
+    .await?;
+
+    // Every namespace gets a default ServiceAccount, again after it is deleted.
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    eventually("default/default ServiceAccount", TIMEOUT, || async {
+        Ok(accounts.get_opt("default").await?.map(|_| ()))
+    })
+    .await?;
+    cp.kubectl_ok(&["create", "namespace", "team-a"])?;
+    let team: Api<ServiceAccount> = Api::namespaced(client.clone(), "team-a");
+    let first = eventually("team-a/default ServiceAccount", TIMEOUT, || async {
+        Ok(team.get_opt("default").await?)
+    })
+    .await?;
+    team.delete("default", &DeleteParams::default()).await?;
+    eventually("team-a/default recreated", TIMEOUT, || async {
+        Ok(team
+            .get_opt("default")
+            .await?
+            .filter(|sa| sa.uid() != first.uid())
+            .map(|_| ()))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Renews `kube-node-lease/<node>` every 500 ms, as a kubelet does, until dropped.
+struct LeaseRenewer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseRenewer {
+    fn start(client: &Client, node: &str) -> LeaseRenewer {
+        let api: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        let node = node.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let now = jiff::Timestamp::now().to_string();
+                let body = json!({"spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now}});
+                let r = api
+                    .patch(&node, &PatchParams::default(), &Patch::Merge(body.clone()))
+                    .await;
+                if matches!(&r, Err(e) if e.is_not_found()) {
+                    let lease: Lease = serde_json::from_value(json!({
+                        "metadata": {"name": node, "namespace": "kube-node-lease"},
+                        "spec": body["spec"],
+                    }))
+                    .unwrap_or_default();
+                    let _ = api.create(&PostParams::default(), &lease).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        LeaseRenewer { task }
+    }
+}
+
+impl Drop for LeaseRenewer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn taint_keys(n: &Node) -> Vec<String> {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| format!("{}:{}", t.key, t.effect))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_are_replaced_elsewhere(
+) -> Result<()> {
+    let cp = ControlPlane::start(1).await?;
+    let _cm = ControllerManager::start(
+        &cp,
+        &["--node-monitor-grace-period=4s", "--node-monitor-period=1s"],
+    )
+    .await?;
+    let _scheduler = SchedulerProcess::start(cp.kubeconfig(), cp.dir(), "lifecycle", &[]).await?;
+    let client = Client::new(&cp.url(0))?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    for n in ["n1", "n2"] {
+        nodes
+            .create(&PostParams::default(), &ready_node(n, "4", "8Gi", "110"))
+            .await?;
+    }
+    let lease_n1 = LeaseRenewer::start(&client, "n1");
+    let _lease_n2 = LeaseRenewer::start(&client, "n2");
+
+    let mut rs = replica_set("lc", 4, "lc");
+    if let Some(spec) = rs
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.as_mut())
+        .and_then(|t| t.spec.as_mut())
+    {
+        spec.tolerations = Some(vec![Toleration {
+            key: Some("node.kubernetes.io/unreachable".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoExecute".into()),
+            toleration_seconds: Some(3),
+            ..Toleration::default()
+        }]);
+    }
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let rs = sets.create(&PostParams::default(), &rs).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let node_of = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default()
+    };
+    let on_n1: Vec<String> = eventually("4 pods scheduled, some on n1", TIMEOUT, || async {
+        let owned = owned_pods(&pods, &rs).await?;
+        let placed: Vec<&Pod> = owned.iter().filter(|p| !node_of(p).is_empty()).collect();
+        if placed.len() < 4 {
+            return Ok(None);
+        }
+        let n1: Vec<String> = placed
+            .iter()
+            .filter(|p| node_of(p) == "n1")
+            .map(|p| p.name().to_string())
+            .collect();
+        ensure!(
+            !n1.is_empty(),
+            "the scheduler put every pod on n2; the test needs one on n1"
+        );
+        Ok(Some(n1))
+    })
+    .await?;
+    // Both nodes stay untainted while their Leases are renewed.
+    for n in ["n1", "n2"] {
+        ensure!(taint_keys(&nodes.get(n).await?).is_empty());
+    }
+
+    drop(lease_n1);
+    let n1 = eventually(
+        "n1 Ready=Unknown and tainted unreachable",
+        TIMEOUT,
+        || async {
+            let n = nodes.get("n1").await?;
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| c.status.clone());
+            let keys = taint_keys(&n);
+            Ok((ready.as_deref() == Some("Unknown")
+                && keys.contains(&"node.kubernetes.io/unreachable:NoExecute".to_string())
+                && keys.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string()))
+            .then_some(n))
+        },
+    )
+    .await?;
+    ensure!(
+        taint_keys(&nodes.get("n2").await?).is_empty(),
+        "n2 keeps renewing"
+    );
+    let tainted_at = n1
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .and_then(|ts| ts.iter().find(|t| t.effect == "NoExecute"))
+        .and_then(|t| t.time_added.as_ref())
+        .map(|t| t.0)
+        .context("timeAdded on the NoExecute taint")?;
+
+    eventually(
+        "the pods on n1 evicted and replaced on n2",
+        TIMEOUT,
+        || async {
+            for name in &on_n1 {
+                if let Some(p) = pods.get_opt(name).await? {
+                    if p.metadata.deletion_timestamp.is_none() {
+                        return Ok(None);
+                    }
+                    // Evicted after its tolerationSeconds, not before.
+                    let deleted = p.metadata.deletion_timestamp.as_ref().map(|t| t.0);
+                    ensure!(
+                        deleted.is_some_and(|d| d.as_second() >= tainted_at.as_second() + 3),
+                        "{name} deleted at {deleted:?}, taint added at {tainted_at}"
+                    );
+                }
+            }
+            let owned = owned_pods(&pods, &rs).await?;
+            Ok((owned.len() == 4 && owned.iter().all(|p| node_of(p) == "n2")).then_some(()))
+        },
+    )
+    .await?;
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let list = events.list(&ListParams::default()).await?.items;
+    ensure!(
+        list.iter()
+            .any(|e| e.reason.as_deref() == Some("TaintManagerEviction")),
+        "an eviction Event"
+    );
+
+    // Renewing again brings n1 back: the kubelet would report Ready; the taints go.
+    let _lease_n1 = LeaseRenewer::start(&client, "n1");
+    nodes
+        .patch_status(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                 "lastHeartbeatTime": jiff::Timestamp::now().to_string()}
+            ]}})),
+        )
+        .await?;
+    eventually("n1 untainted", TIMEOUT, || async {
+        Ok(taint_keys(&nodes.get("n1").await?).is_empty().then_some(()))
+    })
+    .await?;
     Ok(())
 }
