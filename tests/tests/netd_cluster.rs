@@ -489,16 +489,25 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
         out.contains(&cluster_ip),
         "short name via the search path: {out}"
     );
-    let out = lookup("web-headless.default.svc.cluster.local").await?;
-    ensure!(
-        out.contains(&web_b.ip) && out.contains(&web_c.ip),
-        "headless: {out}"
-    );
-    let out = lookup("docs.default.svc.cluster.local").await?;
-    ensure!(
-        out.contains("docs.example.invalid"),
-        "ExternalName CNAME: {out}"
-    );
+    // The zone follows the Services after netd's debounce.
+    eventually("headless: every endpoint", TIMEOUT, || async {
+        let out = lookup("web-headless.default.svc.cluster.local").await?;
+        if out.contains(&web_b.ip) && out.contains(&web_c.ip) {
+            Ok(Some(()))
+        } else {
+            bail!("{out}")
+        }
+    })
+    .await?;
+    eventually("ExternalName as a CNAME", TIMEOUT, || async {
+        let out = lookup("docs.default.svc.cluster.local").await?;
+        if out.contains("docs.example.invalid") {
+            Ok(Some(()))
+        } else {
+            bail!("{out}")
+        }
+    })
+    .await?;
 
     // A name outside the cluster goes to the hanging upstream: SERVFAIL, a log line,
     // and the cluster's names still answer.
