@@ -541,8 +541,12 @@ impl Netlink {
             if n.header.ifindex != vxlan {
                 continue;
             }
+            // In an AF_BRIDGE dump the destination is not parsed as an IPv4 address.
             let dst = n.attributes.iter().find_map(|a| match a {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                    <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                }
                 _ => None,
             });
             let mac = n.attributes.iter().find_map(|a| match a {
