@@ -16,6 +16,8 @@ packages=(
     busybox-static    # the one binary in the test images (tests/images/build.sh)
     docker-registry   # a local OCI registry holding the test images
     skopeo            # pushes the test images to that registry
+    iperf3            # bench_netd: pod-to-pod and node-to-node TCP throughput
+    iputils-ping      # bench_netd: round-trip latency
 )
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -163,8 +163,18 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// The CNI config netd writes for the kubelet: pods on a bridge with the node's pod
 /// CIDR (the bridge is their gateway), an MTU that leaves room for VXLAN, hostPort
-/// through `portmap`. Masquerading is netd's (in its nftables table), not the plugin's.
-pub fn cni_config(pod_cidr: Ipv4Net, underlay_mtu: u32) -> Value {
+/// through `portmap`, and `lo` up through `loopback`. Masquerading is netd's (in its
+/// nftables table), not the plugin's. `ipam_data_dir` overrides host-local's
+/// /var/lib/cni/networks (several node namespaces sharing one filesystem need it).
+pub fn cni_config(pod_cidr: Ipv4Net, underlay_mtu: u32, ipam_data_dir: Option<&str>) -> Value {
+    let mut ipam = json!({
+        "type": "host-local",
+        "ranges": [[{"subnet": pod_cidr.to_string()}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+    });
+    if let Some(dir) = ipam_data_dir {
+        ipam["dataDir"] = json!(dir);
+    }
     json!({
         "cniVersion": "1.0.0",
         "name": CNI_NETWORK,
@@ -176,13 +186,10 @@ pub fn cni_config(pod_cidr: Ipv4Net, underlay_mtu: u32) -> Value {
                 "ipMasq": false,
                 "hairpinMode": true,
                 "mtu": underlay_mtu.saturating_sub(VXLAN_OVERHEAD),
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": pod_cidr.to_string()}]],
-                    "routes": [{"dst": "0.0.0.0/0"}]
-                }
+                "ipam": ipam
             },
-            {"type": "portmap", "capabilities": {"portMappings": true}}
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+            {"type": "loopback"}
         ]
     })
 }

@@ -32,6 +32,8 @@ enum Daemon {
     ControllerManager(ControllerManagerFlags),
     /// The node agent: registers the Node and runs its pods through containerd.
     Kubelet(KubeletFlags),
+    /// The node network daemon: VXLAN overlay, Service rules (nftables), cluster DNS.
+    Netd(NetdFlags),
 }
 
 /// kube-scheduler's flags, with its names and defaults.
@@ -330,6 +332,80 @@ impl KubeletFlags {
     }
 }
 
+/// netd's flags: flannel's and kube-proxy's names where they have one.
+#[derive(Args)]
+struct NetdFlags {
+    /// Path to a kubeconfig file for the API server (else $KUBECONFIG, ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name, instead of the machine's hostname.
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The underlay interface VXLAN traffic leaves by (default: the default route's).
+    #[arg(long)]
+    iface: Option<String>,
+    /// CIDR range of all pods (the controller-manager's --cluster-cidr).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// CIDR range of Service cluster IPs (the apiserver's --service-cluster-ip-range).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// Directory netd writes the kubelet's CNI network configuration into.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// host-local IPAM's state directory (default: the plugin's /var/lib/cni/networks).
+    #[arg(long)]
+    cni_ipam_data_dir: Option<PathBuf>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Port of cluster DNS on the node's bridge address (0: no cluster DNS).
+    #[arg(long, default_value_t = 53)]
+    dns_port: u16,
+    /// resolv.conf naming the upstream resolver for names outside the cluster.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// Address of /metrics and /healthz.
+    #[arg(long, default_value = "0.0.0.0:10249")]
+    metrics_bind_address: std::net::SocketAddr,
+    /// How often the overlay is compared with the API even without changes.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    sync_period: Duration,
+}
+
+impl NetdFlags {
+    fn into_config(self) -> Result<skiff_netd::Config, skiff_netd::Error> {
+        let bad =
+            |flag: &str, e: skiff_netd::Error| skiff_netd::Error::Config(format!("{flag}: {e}"));
+        let node_name = self
+            .hostname_override
+            .unwrap_or_else(skiff_kubelet::hostname);
+        if node_name.is_empty() {
+            return Err(skiff_netd::Error::Config("the node name is empty".into()));
+        }
+        Ok(skiff_netd::Config {
+            kubeconfig: self.kubeconfig,
+            node_name,
+            iface: self.iface,
+            cluster_cidr: self
+                .cluster_cidr
+                .parse()
+                .map_err(|e| bad("--cluster-cidr", e))?,
+            service_cluster_ip_range: self
+                .service_cluster_ip_range
+                .parse()
+                .map_err(|e| bad("--service-cluster-ip-range", e))?,
+            cni_conf_dir: self.cni_conf_dir,
+            ipam_data_dir: self.cni_ipam_data_dir,
+            cluster_domain: self.cluster_domain,
+            dns_port: self.dns_port,
+            resolv_conf: self.resolv_conf,
+            metrics: self.metrics_bind_address,
+            sync_period: self.sync_period,
+        })
+    }
+}
+
 /// kube-apiserver's flags, with its names and defaults.
 #[derive(Args)]
 struct ApiserverFlags {
@@ -524,6 +600,12 @@ fn main() -> ExitCode {
             Daemon::Kubelet(flags) => {
                 let config = flags.into_config().map_err(|e| e.to_string())?;
                 skiff_kubelet::run(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Daemon::Netd(flags) => {
+                let config = flags.into_config().map_err(|e| e.to_string())?;
+                skiff_netd::run(config, shutdown_signal())
                     .await
                     .map_err(|e| e.to_string())
             }

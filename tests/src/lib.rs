@@ -4,6 +4,7 @@
 //! - [`cluster`]: start store clusters (skiff or etcd) as real processes on loopback,
 //!   kill, pause, cut and heal members.
 //! - [`kubelet`]: a `skiff kubelet` process on this machine's containerd and CNI plugins, isolated per test.
+//! - [`netns`]: node machines as network namespaces on a bridge, each with a kubelet and netd.
 //! - [`history`]: record every client operation with its invoke and return times.
 //! - [`workload`]: concurrent etcd clients doing get/put/delete/CAS on a few keys.
 //! - [`scheduler`]: `skiff scheduler` processes and Node/Pod objects for scheduling.
@@ -15,6 +16,7 @@ pub mod control_plane;
 pub mod history;
 pub mod kubelet;
 pub mod linearizability;
+pub mod netns;
 pub mod scheduler;
 pub mod wait;
 pub mod workload;

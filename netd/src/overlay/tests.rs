@@ -173,7 +173,7 @@ fn macs_round_trip_and_bad_ones_are_refused() {
 
 #[test]
 fn the_cni_config_leaves_room_for_vxlan() {
-    let c = cni_config("10.244.3.0/24".parse().unwrap(), 1500);
+    let c = cni_config("10.244.3.0/24".parse().unwrap(), 1500, None);
     assert_eq!(c["plugins"][0]["mtu"], 1450);
     assert_eq!(
         c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
@@ -181,4 +181,9 @@ fn the_cni_config_leaves_room_for_vxlan() {
     );
     assert_eq!(c["plugins"][0]["isGateway"], true);
     assert_eq!(c["plugins"][1]["type"], "portmap");
+    assert_eq!(c["plugins"][2]["type"], "loopback");
+    assert!(c["plugins"][0]["ipam"].get("dataDir").is_none());
+    let c = cni_config("10.244.3.0/24".parse().unwrap(), 9000, Some("/tmp/ipam"));
+    assert_eq!(c["plugins"][0]["mtu"], 8950);
+    assert_eq!(c["plugins"][0]["ipam"]["dataDir"], "/tmp/ipam");
 }
