@@ -233,6 +233,45 @@ impl Client {
         })
     }
 
+    /// Sends a GET and streams the body of a 2xx answer in chunks as they arrive (pod
+    /// logs with `follow=true`); any other answer becomes [`Error::Api`]. No overall
+    /// timeout applies.
+    pub async fn request_stream(&self, path: &str) -> Result<BoxStream<'static, Result<Vec<u8>>>> {
+        use futures::StreamExt;
+        let req = self.builder(&Method::GET, path, "*/*", None);
+        let http_err = |source| Error::Http {
+            method: "GET".into(),
+            path: path.to_string(),
+            source,
+        };
+        let started = std::time::Instant::now();
+        let resp = req.send().await.map_err(http_err)?;
+        let code = resp.status();
+        log_response(
+            &Method::GET,
+            path,
+            code,
+            &header_lines(resp.headers()),
+            started,
+            None,
+        );
+        if !code.is_success() {
+            let bytes = resp.bytes().await.map_err(http_err)?;
+            return Err(error_from_body(code.as_u16(), &bytes));
+        }
+        let path = path.to_string();
+        Ok(resp
+            .bytes_stream()
+            .map(move |chunk| {
+                chunk.map(|b| b.to_vec()).map_err(|source| Error::Http {
+                    method: "GET".into(),
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .boxed())
+    }
+
     /// Opens a watch at `path` (with its query) and streams its events. A refusal (410
     /// for a too old resourceVersion, 404, …) is the outer error; the stream ends when the
     /// server ends the watch or the connection breaks.
