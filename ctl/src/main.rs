@@ -13,6 +13,7 @@ mod describe;
 mod edit;
 mod get;
 mod info;
+mod logs;
 mod manifest;
 mod print;
 mod progress;
@@ -89,8 +90,8 @@ enum Command {
         /// `bash` or `zsh`.
         shell: String,
     },
-    /// Print the logs for a container in a pod (not built yet).
-    Logs(NotBuilt),
+    /// Print the logs for a container in a pod.
+    Logs(logs::LogsArgs),
     /// Execute a command in a container (not built yet).
     Exec(NotBuilt),
     /// Copy files to and from containers (not built yet).
@@ -212,9 +213,10 @@ async fn dispatch(global: GlobalArgs, command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Logs(_) | Command::Exec(_) | Command::Cp(_) | Command::PortForward(_) => {
+        Command::Logs(a) => logs::run(&ctx()?, a).await,
+        Command::Exec(_) | Command::Cp(_) | Command::PortForward(_) => {
             anyhow::bail!(
-                "logs, exec, cp and port-forward are not built into skiffctl yet (they need the kubelet's streaming API); use kubectl for them"
+                "exec, cp and port-forward are not built into skiffctl yet (they need the kubelet's WebSocket streaming); use kubectl for them"
             )
         }
         Command::Store(args) => store::run(args).await,

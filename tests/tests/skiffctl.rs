@@ -764,7 +764,25 @@ fn server_information(cp: &ControlPlane, ctl: &Skiffctl) -> Result<()> {
         "{err}"
     );
 
-    let e = ctl.fails(&["logs", "some-pod"])?;
+    // logs: the same answer as kubectl's for a pod on a node (whatever the apiserver
+    // says about reaching its kubelet), and kubectl's NotFound for a missing pod.
+    ctl.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: logged\nspec:\n  nodeName: worker-1\n  containers:\n  - name: a\n    image: busybox\n  - name: b\n    image: busybox\n",
+    )?;
+    let ours = ctl.run(&["logs", "logged", "-c", "b", "--tail=5"])?;
+    let theirs = cp.kubectl(&["logs", "logged", "-c", "b", "--tail=5"])?;
+    ensure!(ours.status.success() == theirs.status.success());
+    ensure!(
+        ours.stdout == theirs.stdout && ours.stderr == theirs.stderr,
+        "{ours:?}\n{theirs:?}"
+    );
+    let e = ctl.fails(&["logs", "nope"])?;
+    ensure!(
+        e == "Error from server (NotFound): pods \"nope\" not found\n",
+        "{e}"
+    );
+    let e = ctl.fails(&["exec", "logged", "--", "ls"])?;
     ensure!(e.contains("not built into skiffctl yet"), "{e}");
     Ok(())
 }
