@@ -147,13 +147,25 @@ impl Client {
         &self,
         method: &Method,
         path: &str,
+        accept: &str,
         body: Option<RequestBody>,
     ) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.inner.base);
+        // Logged under HTTP_LOG_TARGET so a CLI can print kubectl-style `-v` traces.
+        tracing::trace!(
+            target: HTTP_LOG_TARGET,
+            verb = %method,
+            url = %url,
+            accept,
+            content_type = body.as_ref().map(|b| b.content_type).unwrap_or(""),
+            body = %body.as_ref().map(|b| String::from_utf8_lossy(&b.bytes)).unwrap_or_default(),
+            "Request"
+        );
         let mut req = self
             .inner
             .http
-            .request(method.clone(), format!("{}{path}", self.inner.base))
-            .header(ACCEPT, "application/json");
+            .request(method.clone(), url)
+            .header(ACCEPT, accept);
         if let Some(auth) = &self.inner.authorization {
             req = req.header(AUTHORIZATION, auth.clone());
         }
@@ -171,7 +183,20 @@ impl Client {
         path: &str,
         body: Option<RequestBody>,
     ) -> Result<Vec<u8>> {
-        let mut req = self.builder(&method, path, body);
+        self.request_raw_accept(method, path, "application/json", body)
+            .await
+    }
+
+    /// Like [`Client::request_raw`] with the Accept header given, e.g. to ask for a
+    /// `meta.k8s.io` Table.
+    pub async fn request_raw_accept(
+        &self,
+        method: Method,
+        path: &str,
+        accept: &str,
+        body: Option<RequestBody>,
+    ) -> Result<Vec<u8>> {
+        let mut req = self.builder(&method, path, accept, body);
         if let Some(timeout) = self.inner.request_timeout {
             req = req.timeout(timeout);
         }
@@ -180,9 +205,12 @@ impl Client {
             path: path.to_string(),
             source,
         };
+        let started = std::time::Instant::now();
         let resp = req.send().await.map_err(http_err)?;
         let code = resp.status();
+        let headers = header_lines(resp.headers());
         let bytes = resp.bytes().await.map_err(http_err)?;
+        log_response(&method, path, code, &headers, started, Some(&bytes));
         tracing::debug!(%method, path, code = code.as_u16(), bytes = bytes.len(), "api request");
         if !code.is_success() {
             return Err(error_from_body(code.as_u16(), &bytes));
@@ -205,6 +233,45 @@ impl Client {
         })
     }
 
+    /// Sends a GET and streams the body of a 2xx answer in chunks as they arrive (pod
+    /// logs with `follow=true`); any other answer becomes [`Error::Api`]. No overall
+    /// timeout applies.
+    pub async fn request_stream(&self, path: &str) -> Result<BoxStream<'static, Result<Vec<u8>>>> {
+        use futures::StreamExt;
+        let req = self.builder(&Method::GET, path, "*/*", None);
+        let http_err = |source| Error::Http {
+            method: "GET".into(),
+            path: path.to_string(),
+            source,
+        };
+        let started = std::time::Instant::now();
+        let resp = req.send().await.map_err(http_err)?;
+        let code = resp.status();
+        log_response(
+            &Method::GET,
+            path,
+            code,
+            &header_lines(resp.headers()),
+            started,
+            None,
+        );
+        if !code.is_success() {
+            let bytes = resp.bytes().await.map_err(http_err)?;
+            return Err(error_from_body(code.as_u16(), &bytes));
+        }
+        let path = path.to_string();
+        Ok(resp
+            .bytes_stream()
+            .map(move |chunk| {
+                chunk.map(|b| b.to_vec()).map_err(|source| Error::Http {
+                    method: "GET".into(),
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .boxed())
+    }
+
     /// Opens a watch at `path` (with its query) and streams its events. A refusal (410
     /// for a too old resourceVersion, 404, …) is the outer error; the stream ends when the
     /// server ends the watch or the connection breaks.
@@ -213,7 +280,19 @@ impl Client {
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<BoxStream<'static, Result<WatchEvent<K>>>> {
-        let mut req = self.builder(&Method::GET, path, None);
+        self.request_watch_accept(path, "application/json", timeout)
+            .await
+    }
+
+    /// Like [`Client::request_watch`] with the Accept header given (a Table watch
+    /// streams events whose objects are one-row Tables).
+    pub async fn request_watch_accept<K: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        accept: &str,
+        timeout: Option<Duration>,
+    ) -> Result<BoxStream<'static, Result<WatchEvent<K>>>> {
+        let mut req = self.builder(&Method::GET, path, accept, None);
         if let Some(timeout) = timeout {
             req = req.timeout(timeout);
         }
@@ -222,8 +301,17 @@ impl Client {
             path: path.to_string(),
             source,
         };
+        let started = std::time::Instant::now();
         let resp = req.send().await.map_err(http_err)?;
         let code = resp.status();
+        log_response(
+            &Method::GET,
+            path,
+            code,
+            &header_lines(resp.headers()),
+            started,
+            None,
+        );
         tracing::debug!(path, code = code.as_u16(), "watch opened");
         if !code.is_success() {
             let bytes = resp.bytes().await.map_err(http_err)?;
@@ -231,6 +319,43 @@ impl Client {
         }
         Ok(event_stream(resp.bytes_stream(), path.to_string()))
     }
+}
+
+/// The tracing target of the per-request events (`Request` at TRACE with the URL, Accept,
+/// Content-Type and body; `Response` at DEBUG with status, headers, milliseconds and
+/// body): what `skiffctl -v N` prints, as kubectl's round-trippers do.
+pub const HTTP_LOG_TARGET: &str = "skiff_client::http";
+
+fn header_lines(headers: &reqwest::header::HeaderMap) -> String {
+    if !tracing::enabled!(target: HTTP_LOG_TARGET, tracing::Level::DEBUG) {
+        return String::new();
+    }
+    let mut lines: Vec<String> = headers
+        .iter()
+        .map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("<binary>")))
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+fn log_response(
+    method: &Method,
+    path: &str,
+    code: reqwest::StatusCode,
+    headers: &str,
+    started: std::time::Instant,
+    body: Option<&[u8]>,
+) {
+    tracing::debug!(
+        target: HTTP_LOG_TARGET,
+        verb = %method,
+        path,
+        status = %code,
+        headers,
+        milliseconds = started.elapsed().as_millis() as u64,
+        body = %body.map(String::from_utf8_lossy).unwrap_or_default(),
+        "Response"
+    );
 }
 
 fn check_url(url: &str) -> Result<String> {

@@ -231,11 +231,12 @@ pub fn kubeconfig_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
     }
 }
 
-impl Config {
-    /// The config kubectl would use: the file at `path` (`--kubeconfig`), else the files
-    /// of `$KUBECONFIG` merged (missing ones skipped), else `~/.kube/config`; then
-    /// `context` or the current context → cluster server and namespace.
-    pub fn from_kubeconfig(path: Option<&Path>, context: Option<&str>) -> Result<Self> {
+impl Kubeconfig {
+    /// Reads and merges the files kubectl would read (see [`kubeconfig_paths`]): the
+    /// file at `path` (which must exist), else the files of `$KUBECONFIG` (missing ones
+    /// skipped), else `~/.kube/config`. Also returns the files' names joined by `:`,
+    /// for messages.
+    pub fn load(path: Option<&Path>) -> Result<(Kubeconfig, PathBuf)> {
         let paths = kubeconfig_paths(path);
         let shown = PathBuf::from(
             paths
@@ -270,6 +271,16 @@ impl Config {
             path: shown.clone(),
             message: "no kubeconfig file found".into(),
         })?;
+        Ok((merged, shown))
+    }
+}
+
+impl Config {
+    /// The config kubectl would use: the file at `path` (`--kubeconfig`), else the files
+    /// of `$KUBECONFIG` merged (missing ones skipped), else `~/.kube/config`; then
+    /// `context` or the current context → cluster server and namespace.
+    pub fn from_kubeconfig(path: Option<&Path>, context: Option<&str>) -> Result<Self> {
+        let (merged, shown) = Kubeconfig::load(path)?;
         merged.to_config(context, &shown)
     }
 }

@@ -9,6 +9,7 @@
 //! - [`workload`]: concurrent etcd clients doing get/put/delete/CAS on a few keys.
 //! - [`scheduler`]: `skiff scheduler` processes and Node/Pod objects for scheduling.
 //! - [`linearizability`]: check a recorded history (Wing–Gong with memoization, per key).
+//! - [`skiffctl`]: run the built `skiffctl` binary against a control plane.
 //! - [`wait`]: wait for a condition instead of sleeping.
 
 pub mod cluster;
@@ -18,5 +19,6 @@ pub mod kubelet;
 pub mod linearizability;
 pub mod netns;
 pub mod scheduler;
+pub mod skiffctl;
 pub mod wait;
 pub mod workload;
