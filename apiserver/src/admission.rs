@@ -774,7 +774,9 @@ mod tests {
         default_toleration_seconds(&mut plain);
         let t = plain["spec"]["tolerations"].as_array().unwrap();
         assert_eq!(t.len(), 2);
-        assert!(t.iter().all(|t| t["tolerationSeconds"] == 300 && t["effect"] == "NoExecute"));
+        assert!(t
+            .iter()
+            .all(|t| t["tolerationSeconds"] == 300 && t["effect"] == "NoExecute"));
 
         let mut own = json!({"spec": {"tolerations": [
             {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}
@@ -787,7 +789,10 @@ mod tests {
 
         let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
         default_toleration_seconds(&mut everything);
-        assert_eq!(everything["spec"]["tolerations"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            everything["spec"]["tolerations"].as_array().unwrap().len(),
+            1
+        );
     }
 
     #[test]

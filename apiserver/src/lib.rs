@@ -266,7 +266,11 @@ async fn route(server: &Arc<Server>, req: Request) -> Routed {
             sub,
             Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward
         ) {
-            let verb = if method == Method::GET { "get" } else { "create" };
+            let verb = if method == Method::GET {
+                "get"
+            } else {
+                "create"
+            };
             return match proxy::to_kubelet(server, &target, sub, req).await {
                 Ok(r) => Ok((verb, resource, r)),
                 Err(e) => Err((verb, resource, e)),

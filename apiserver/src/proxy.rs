@@ -226,7 +226,8 @@ mod tests {
             kubelet_endpoint(&node),
             Some(("10.0.0.7".parse().unwrap(), 10311))
         );
-        let bare = json!({"status": {"addresses": [{"type": "ExternalIP", "address": "192.0.2.1"}]}});
+        let bare =
+            json!({"status": {"addresses": [{"type": "ExternalIP", "address": "192.0.2.1"}]}});
         assert_eq!(
             kubelet_endpoint(&bare),
             Some(("192.0.2.1".parse().unwrap(), DEFAULT_KUBELET_PORT))
@@ -245,7 +246,10 @@ mod tests {
             .contains("container db is not valid for pod p"));
         let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
         assert_eq!(choose_container(&two, "p", Some("i")).unwrap(), "i");
-        let e = choose_container(&two, "p", None).unwrap_err().to_status().message;
+        let e = choose_container(&two, "p", None)
+            .unwrap_err()
+            .to_status()
+            .message;
         assert_eq!(
             e,
             "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -136,7 +136,10 @@ impl ExecOptions {
         }
         if o.tty && o.stderr {
             // A terminal has one output stream; Kubernetes refuses the combination.
-            return Err("stdout and stderr cannot both be attached with tty; stderr is merged into stdout".into());
+            return Err(
+                "stdout and stderr cannot both be attached with tty; stderr is merged into stdout"
+                    .into(),
+            );
         }
         Ok(o)
     }
@@ -186,19 +189,24 @@ async fn exec(
             "exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io; skiff's kubelet does not speak SPDY".into(),
         );
     };
-    let target = match running_container(&s.runtime, &namespace, &pod, &container).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return status_response(
+    let target =
+        match running_container(&s.runtime, &namespace, &pod, &container).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return status_response(
                 StatusCode::NOT_FOUND,
                 "NotFound",
-                format!("container {container} of pod {namespace}/{pod} is not running on this node"),
-            )
-        }
-        Err(e) => {
-            return status_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
-        }
-    };
+                format!(
+                    "container {container} of pod {namespace}/{pod} is not running on this node"
+                ),
+            ),
+            Err(e) => {
+                return status_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    e.to_string(),
+                )
+            }
+        };
     let upgrade = upgrade.protocols(CHANNEL_PROTOCOLS);
     let Some(protocol) = upgrade
         .selected_protocol()
@@ -322,7 +330,10 @@ fn spawn_reader(path: PathBuf, chan: u8, tx: mpsc::Sender<Output>, done: Arc<Ato
                 match f.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if tx.blocking_send(Output::Data(chan, buf[..n].to_vec())).is_err() {
+                        if tx
+                            .blocking_send(Output::Data(chan, buf[..n].to_vec()))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -341,7 +352,10 @@ async fn release_reader(path: &Path, done: &AtomicBool) {
         if done.load(Ordering::SeqCst) {
             return;
         }
-        let _ = std::fs::OpenOptions::new().read(true).write(true).open(path);
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -373,7 +387,14 @@ impl ExecSession {
             msg.extend_from_slice(status.to_string().as_bytes());
             let _ = ws_tx.send(Message::Binary(msg.into())).await;
         }
-        let _ = ws_tx.send(Message::Close(None)).await;
+        // A normal closure (1000), so that kubectl's stream readers see end of file;
+        // a close without a code reads to them as an error.
+        let _ = ws_tx
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            })))
+            .await;
         let _ = self
             .rt
             .tasks()
@@ -421,7 +442,10 @@ impl ExecSession {
         };
         let (out_tx, mut out_rx) = mpsc::channel::<Output>(16);
         let mut readers = Vec::new();
-        for (path, chan) in [(&stdout_path, channel::STDOUT), (&stderr_path, channel::STDERR)] {
+        for (path, chan) in [
+            (&stdout_path, channel::STDOUT),
+            (&stderr_path, channel::STDERR),
+        ] {
             if let Some(p) = path {
                 let done = Arc::new(AtomicBool::new(false));
                 spawn_reader(p.clone(), chan, out_tx.clone(), done.clone());
@@ -452,10 +476,10 @@ impl ExecSession {
                     stderr: path_str(&stderr_path),
                     terminal: o.tty,
                     spec: Some(prost_types::Any {
-                        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process"
-                            .into(),
-                        value: serde_json::to_vec(&process)
-                            .map_err(|e| Error::Spec(e.to_string()))?,
+                        type_url:
+                            "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                        value:
+                            serde_json::to_vec(&process).map_err(|e| Error::Spec(e.to_string()))?,
                     }),
                     exec_id: self.exec_id.clone(),
                 }))
@@ -619,7 +643,6 @@ impl ExecSession {
                 .await;
         }
     }
-
 }
 
 #[cfg(test)]
@@ -628,13 +651,21 @@ mod tests {
 
     #[test]
     fn exec_options_follow_pod_exec_options() {
-        let o = ExecOptions::parse("command=sh&command=-c&command=echo+hi&stdin=true&stdout=1&stderr=true")
-            .unwrap();
+        let o = ExecOptions::parse(
+            "command=sh&command=-c&command=echo+hi&stdin=true&stdout=1&stderr=true",
+        )
+        .unwrap();
         assert_eq!(o.command, ["sh", "-c", "echo hi"]);
         assert!(o.stdin && o.stdout && o.stderr && !o.tty);
-        assert!(ExecOptions::parse("stdout=true").unwrap_err().contains("at least one command"));
-        assert!(ExecOptions::parse("command=ls").unwrap_err().contains("stdin, stdout, stderr"));
-        assert!(ExecOptions::parse("command=ls&stdout=yes").unwrap_err().contains("boolean"));
+        assert!(ExecOptions::parse("stdout=true")
+            .unwrap_err()
+            .contains("at least one command"));
+        assert!(ExecOptions::parse("command=ls")
+            .unwrap_err()
+            .contains("stdin, stdout, stderr"));
+        assert!(ExecOptions::parse("command=ls&stdout=yes")
+            .unwrap_err()
+            .contains("boolean"));
         assert!(ExecOptions::parse("command=sh&tty=true&stdout=true&stderr=true").is_err());
     }
 
@@ -644,7 +675,15 @@ mod tests {
             "args": ["httpd"], "env": ["PATH=/bin"], "cwd": "/srv", "user": {"uid": 1000, "gid": 1000},
             "consoleSize": {"height": 1, "width": 1}
         }});
-        let p = exec_process_spec(&spec, &ExecOptions { command: vec!["sh".into()], tty: true, stdout: true, ..Default::default() });
+        let p = exec_process_spec(
+            &spec,
+            &ExecOptions {
+                command: vec!["sh".into()],
+                tty: true,
+                stdout: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(p["args"], json!(["sh"]));
         assert_eq!(p["cwd"], "/srv");
         assert_eq!(p["user"]["uid"], 1000);
@@ -658,12 +697,18 @@ mod tests {
         assert_eq!(exit_status(&["true".into()], 0)["status"], "Success");
         let failed = exit_status(&["false".into()], 3);
         assert_eq!(failed["reason"], "NonZeroExitCode");
-        assert_eq!(failed["details"]["causes"][0], json!({"reason": "ExitCode", "message": "3"}));
+        assert_eq!(
+            failed["details"]["causes"][0],
+            json!({"reason": "ExitCode", "message": "3"})
+        );
     }
 
     #[test]
     fn resize_messages_parse() {
-        assert_eq!(parse_resize(br#"{"Width":120,"Height":40}"#), Some((120, 40)));
+        assert_eq!(
+            parse_resize(br#"{"Width":120,"Height":40}"#),
+            Some((120, 40))
+        );
         assert_eq!(parse_resize(b"{}"), None);
         assert_eq!(parse_resize(b"junk"), None);
     }

@@ -57,13 +57,24 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
 
     // stdout and stderr apart, and the exit code as kubectl's own.
     let out = cp.kubectl(&[
-        "exec", "shell", "-c", "main", "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 3",
+        "exec",
+        "shell",
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exit 3",
     ])?;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    ensure!(out.status.code() == Some(3), "exit {:?}: {stderr}", out.status);
+    ensure!(
+        out.status.code() == Some(3),
+        "exit {:?}: {stderr}",
+        out.status
+    );
     ensure!(stdout == "to-out\n", "stdout {stdout:?}");
     ensure!(stderr.contains("to-err"), "stderr {stderr:?}");
 
@@ -73,7 +84,17 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
 
     // stdin reaches the command and its end closes the command's stdin.
     let echoed = cp.kubectl_ok_stdin(
-        &["exec", "-i", "shell", "-c", "main", "--", "sh", "-c", "tr a-z A-Z; echo done"],
+        &[
+            "exec",
+            "-i",
+            "shell",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done",
+        ],
         "hello through stdin\n",
     )?;
     ensure!(echoed == "HELLO THROUGH STDIN\ndone\n", "echoed {echoed:?}");
@@ -98,7 +119,16 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
         "-c",
         "main",
     ])?;
-    let inside = cp.kubectl_ok(&["exec", "shell", "-c", "main", "--", "wc", "-l", "/tmp/payload.txt"])?;
+    let inside = cp.kubectl_ok(&[
+        "exec",
+        "shell",
+        "-c",
+        "main",
+        "--",
+        "wc",
+        "-l",
+        "/tmp/payload.txt",
+    ])?;
     ensure!(inside.trim().starts_with("20000"), "wc {inside:?}");
     let back = dir.path().join("back.txt");
     cp.kubectl_ok(&[
@@ -108,7 +138,10 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
         "-c",
         "main",
     ])?;
-    ensure!(std::fs::read_to_string(&back)? == payload, "the copy came back different");
+    ensure!(
+        std::fs::read_to_string(&back)? == payload,
+        "the copy came back different"
+    );
 
     // A container that is not in the pod gets the apiserver's message.
     let wrong = cp.kubectl(&["exec", "shell", "-c", "nope", "--", "true"])?;
