@@ -189,24 +189,25 @@ async fn exec(
             "exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io; skiff's kubelet does not speak SPDY".into(),
         );
     };
-    let target =
-        match running_container(&s.runtime, &namespace, &pod, &container).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return status_response(
+    let target = match running_container(&s.runtime, &namespace, &pod, &container).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return status_response(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 format!(
                     "container {container} of pod {namespace}/{pod} is not running on this node"
                 ),
-            ),
-            Err(e) => {
-                return status_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    e.to_string(),
-                )
-            }
-        };
+            )
+        }
+        Err(e) => {
+            return status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        }
+    };
     let upgrade = upgrade.protocols(CHANNEL_PROTOCOLS);
     let Some(protocol) = upgrade
         .selected_protocol()

@@ -178,11 +178,14 @@ async fn dns(n: usize, per: usize, seconds: u64, clients: usize) -> Result<()> {
                 let q = question(id, &format!("svc-{:04}.default.svc.cluster.local", i % n));
                 socket.send(&q).await?;
                 match tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await {
-                    Ok(Ok(len)) if len > 12 && buf[..2] == id.to_be_bytes() => {
-                        // NOERROR with one answer.
-                        if buf[3] & 0x0f == 0 && buf[7] == 1 {
-                            answered.fetch_add(1, Ordering::Relaxed);
-                        }
+                    // NOERROR with one answer.
+                    Ok(Ok(len))
+                        if len > 12
+                            && buf[..2] == id.to_be_bytes()
+                            && buf[3] & 0x0f == 0
+                            && buf[7] == 1 =>
+                    {
+                        answered.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}
                 }
