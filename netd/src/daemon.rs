@@ -66,8 +66,11 @@ pub struct Config {
     pub ipam_data_dir: Option<PathBuf>,
     /// --cluster-domain.
     pub cluster_domain: String,
-    /// --dns-port on the bridge address; 0 turns cluster DNS off.
+    /// --dns-port; 0 turns cluster DNS off.
     pub dns_port: u16,
+    /// --dns-address: a node-local address (netd puts it on lo) for cluster DNS;
+    /// without it DNS answers on the bridge address.
+    pub dns_address: Option<Ipv4Addr>,
     /// --resolv-conf: where the upstream resolver is read from.
     pub resolv_conf: PathBuf,
     /// --metrics-bind-address: /metrics and /healthz.
@@ -622,8 +625,20 @@ async fn dns_loop(
     let mut failures = 0u32;
     loop {
         let current = *cidr.borrow_and_update();
-        if let Some(c) = current {
-            let addr = SocketAddr::new(IpAddr::V4(gateway(c)), s.config.dns_port);
+        let listen = match (s.config.dns_address, current) {
+            (Some(ip), _) => match ensure_dns_address(ip).await {
+                Ok(()) => Some(ip),
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::error!(%ip, error = %e, "cannot put the cluster DNS address on lo; retrying");
+                    None
+                }
+            },
+            (None, Some(c)) => Some(gateway(c)),
+            (None, None) => None,
+        };
+        if let Some(ip) = listen {
+            let addr = SocketAddr::new(IpAddr::V4(ip), s.config.dns_port);
             match serve_dns(&s, addr, &mut cidr, &mut stop).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
@@ -643,6 +658,10 @@ async fn dns_loop(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+async fn ensure_dns_address(ip: Ipv4Addr) -> Result<()> {
+    Netlink::connect()?.ensure_local_address(ip).await
 }
 
 /// Serves until shutdown (Ok(true)) or until the podCIDR changes (Ok(false)).

@@ -354,6 +354,29 @@ impl Netlink {
         Ok(index)
     }
 
+    /// Puts `ip/32` on the loopback device (keeping its other addresses): the
+    /// node-local address cluster DNS answers on, NodeLocal DNSCache's arrangement.
+    /// Every node has the same one, so every kubelet gets the same `--cluster-dns`
+    /// before its podCIDR is known. Loopback rather than a dummy device because not
+    /// every kernel has the dummy driver.
+    pub async fn ensure_local_address(&self, ip: Ipv4Addr) -> Result<()> {
+        let lo = self
+            .link("lo")
+            .await?
+            .ok_or_else(|| Error::Config("no loopback device".into()))?;
+        match self
+            .handle
+            .address()
+            .add(lo.header.index, IpAddr::V4(ip), 32)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
+            Err(e) => Err(Error::netlink(format!("adding {ip}/32 to lo"), e)),
+        }
+    }
+
     async fn set_up(&self, index: u32, mtu: u32) -> Result<()> {
         let message = LinkUnspec::new_with_index(index).mtu(mtu).up().build();
         self.handle

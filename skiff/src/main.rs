@@ -359,9 +359,14 @@ struct NetdFlags {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
-    /// Port of cluster DNS on the node's bridge address (0: no cluster DNS).
+    /// Port of cluster DNS (0: no cluster DNS).
     #[arg(long, default_value_t = 53)]
     dns_port: u16,
+    /// Node-local address for cluster DNS, the same on every node (for example
+    /// 169.254.20.10, as NodeLocal DNSCache uses), put on the loopback device; give it
+    /// to every kubelet as --cluster-dns. Unset: the node's bridge address.
+    #[arg(long)]
+    dns_address: Option<std::net::Ipv4Addr>,
     /// resolv.conf naming the upstream resolver for names outside the cluster.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
@@ -399,6 +404,7 @@ impl NetdFlags {
             ipam_data_dir: self.cni_ipam_data_dir,
             cluster_domain: self.cluster_domain,
             dns_port: self.dns_port,
+            dns_address: self.dns_address,
             resolv_conf: self.resolv_conf,
             metrics: self.metrics_bind_address,
             sync_period: self.sync_period,
