@@ -3,6 +3,7 @@
 //!
 //! - [`cluster`]: start store clusters (skiff or etcd) as real processes on loopback,
 //!   kill, pause, cut and heal members.
+//! - [`controller_manager`]: `skiff controller-manager` processes.
 //! - [`kubelet`]: a `skiff kubelet` process on this machine's containerd and CNI plugins, isolated per test.
 //! - [`netns`]: node machines as network namespaces on a bridge, each with a kubelet and netd.
 //! - [`history`]: record every client operation with its invoke and return times.
@@ -14,6 +15,7 @@
 
 pub mod cluster;
 pub mod control_plane;
+pub mod controller_manager;
 pub mod history;
 pub mod kubelet;
 pub mod linearizability;

@@ -6,7 +6,9 @@
 //! mount namespace, so the pod namespaces the kubelet pins with bind mounts are
 //! visible to containerd. The control plane listens on loopback; a small TCP relay on
 //! the host's bridge address lets the nodes reach it. Each node has its own containerd
-//! namespace, kubelet root dir, CNI conf dir and host-local state dir.
+//! namespace, kubelet root dir, CNI conf dir and host-local state dir. A
+//! `skiff controller-manager` on the host gives the nodes their podCIDRs and keeps the
+//! Services' EndpointSlices, as in a cluster.
 //!
 //! Dropping a [`Lab`] kills the daemons, removes the containers, images and snapshots
 //! of each node's containerd namespace, the namespaces, the bridge and the relay, also
@@ -20,10 +22,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Node;
-use skiff_client::{Api, Client, Patch, PatchParams};
+use skiff_client::{Api, Client};
 
 use crate::cluster::{dying_with_parent, skiff_binary, tail, Spawner};
 use crate::control_plane::{kubeconfig_for, ControlPlane};
+use crate::controller_manager::ControllerManager;
 use crate::kubelet::{archive_dir, ctr};
 use crate::wait::eventually;
 
@@ -31,6 +34,8 @@ use crate::wait::eventually;
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// The apiserver's default Service range (the harness starts it with the default).
 pub const SERVICE_RANGE: &str = "10.96.0.0/12";
+/// Cluster DNS on every node (netd's --dns-address, the kubelets' --cluster-dns).
+pub const NODE_LOCAL_DNS: &str = "169.254.20.10";
 
 /// Runs a command; fails with its stderr unless it succeeds; returns stdout.
 pub fn run(args: &[&str]) -> Result<String> {
@@ -59,7 +64,7 @@ pub struct NodeNs {
     pub name: String,
     /// The node's underlay address.
     pub ip: Ipv4Addr,
-    /// The podCIDR the test assigns to it.
+    /// The podCIDR the controller-manager's node IPAM gave it.
     pub pod_cidr: String,
     /// The containerd namespace of its kubelet.
     pub containerd_namespace: String,
@@ -72,13 +77,6 @@ impl NodeNs {
     /// `/run/netns/<name>`.
     pub fn netns_path(&self) -> String {
         format!("/run/netns/{}", self.name)
-    }
-
-    /// The bridge address (the pods' gateway and cluster DNS).
-    pub fn gateway(&self) -> String {
-        let base = self.pod_cidr.split('/').next().unwrap_or_default();
-        let ip: Ipv4Addr = base.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
-        Ipv4Addr::from(u32::from(ip) + 1).to_string()
     }
 
     /// The kubelet's --root-dir.
@@ -162,6 +160,7 @@ pub struct Lab {
     spawner: Spawner,
     relay: Option<std::thread::JoinHandle<()>>,
     relay_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _controller_manager: ControllerManager,
     _dir: tempfile::TempDir,
 }
 
@@ -210,10 +209,9 @@ fn relay(
 }
 
 impl Lab {
-    /// Creates `n` node namespaces on a new bridge and starts a kubelet in each; nodes
-    /// get podCIDRs 10.244.(i+1).0/24, set by the test on their Node objects (the
-    /// controller-manager's node IPAM does this in a real cluster). netd is started
-    /// with [`Lab::start_netd`].
+    /// Creates `n` node namespaces on a new bridge, starts a controller-manager (node
+    /// IPAM and EndpointSlices) and a kubelet in each namespace, and waits for every
+    /// Node to have its podCIDR. netd is started with [`Lab::start_netd`].
     pub async fn start(cp: &ControlPlane, n: usize) -> Result<Lab> {
         let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let octet = 1 + rand::random::<u8>() % 250;
@@ -228,6 +226,15 @@ impl Lab {
             spawner: Spawner::new()?,
             relay: None,
             relay_stop: None,
+            _controller_manager: ControllerManager::start(
+                cp,
+                &[
+                    "--controllers=node-ipam-controller,endpointslice-controller",
+                    &format!("--cluster-cidr={CLUSTER_CIDR}"),
+                    "--node-cidr-mask-size=24",
+                ],
+            )
+            .await?,
             _dir: dir,
         };
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
@@ -260,7 +267,7 @@ impl Lab {
             let node = NodeNs {
                 name: name.clone(),
                 ip,
-                pod_cidr: format!("10.244.{}.0/24", i + 1),
+                pod_cidr: String::new(),
                 containerd_namespace: format!("skiff-netd-{tag}-{i}"),
                 dir: node_dir,
                 kubelet: None,
@@ -284,20 +291,18 @@ impl Lab {
         }
         let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
         let nodes: Api<Node> = Api::cluster(client);
-        for node in &lab.nodes {
-            eventually(
-                &format!("Node {} registered", node.name),
+        for node in &mut lab.nodes {
+            let name = node.name.clone();
+            node.pod_cidr = eventually(
+                &format!("Node {name} registered with a podCIDR"),
                 Duration::from_secs(60),
-                || async { Ok(nodes.get_opt(&node.name).await?.map(|_| ())) },
+                || async {
+                    let node = nodes.get_opt(&name).await?;
+                    Ok(node.and_then(|n| n.spec?.pod_cidr))
+                },
             )
             .await
             .with_context(|| format!("kubelet log:\n{}", tail(&node.kubelet_log(), 40)))?;
-            // The controller-manager's node IPAM does this in a cluster; no
-            // controller-manager runs here.
-            let patch = serde_json::json!({"spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]}});
-            nodes
-                .patch(&node.name, &PatchParams::default(), &Patch::Merge(patch))
-                .await?;
         }
         for node in &lab.nodes {
             let ns = node.containerd_namespace.clone();
@@ -346,7 +351,7 @@ impl Lab {
             .arg("--cni-conf-dir")
             .arg(node.cni_dir())
             .arg("--cni-bin-dir=/usr/lib/cni,/opt/cni/bin")
-            .arg(format!("--cluster-dns={}", node.gateway()))
+            .arg(format!("--cluster-dns={NODE_LOCAL_DNS}"))
             .arg("--image-dir")
             .arg(archive_dir())
             .env(
@@ -393,6 +398,7 @@ impl Lab {
             .arg("--cni-ipam-data-dir")
             .arg(node.ipam_dir())
             .arg("--sync-period=5s")
+            .arg(format!("--dns-address={NODE_LOCAL_DNS}"))
             .args(extra)
             .env(
                 "SKIFF_LOG",

@@ -2,9 +2,9 @@
 //! `skiff kubelet` (its own containerd namespace) and a `skiff netd`, the control
 //! plane on the host. Real pods, real VXLAN, real nftables, real DNS queries.
 //!
-//! Stand-ins for controllers that are not part of this binary: the test sets each
-//! Node's spec.podCIDR (the controller-manager's node IPAM does it in a cluster) and
-//! writes the EndpointSlices from the pods' IPs (the EndpointSlice controller's job).
+//! The lab's controller-manager gives the nodes their podCIDRs and writes the
+//! Services' EndpointSlices from the pods, as in a cluster; cluster DNS answers on
+//! the node-local address every kubelet is given.
 //!
 //! One set of namespaces serves the whole binary, so the checks run in one test, in
 //! order; the destructive ones (netd restart, node deletion) come last.
@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use skiff_client::{Api, Client, DeleteParams, PostParams};
 use skiff_tests::control_plane::ControlPlane;
@@ -129,25 +128,6 @@ fn curl_host(url: &str) -> Result<String> {
         .to_string())
 }
 
-fn slice(
-    name: &str,
-    service: &str,
-    port: i32,
-    endpoints: &[(&str, &str)],
-) -> Result<EndpointSlice> {
-    let endpoints: Vec<serde_json::Value> = endpoints
-        .iter()
-        .map(|(ip, node)| json!({"addresses": [ip], "nodeName": node, "conditions": {"ready": true}}))
-        .collect();
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-        "endpoints": endpoints
-    }))?)
-}
-
 fn service(name: &str, spec: serde_json::Value) -> Result<Service> {
     Ok(serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": "default"},
@@ -223,15 +203,25 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
     pods.create(&pp, &client_pod("client", &names[0])?).await?;
-    pods.create(&pp, &server_pod("web-b", &names[1], json!({"app": "web"}))?)
-        .await?;
+    pods.create(
+        &pp,
+        &server_pod("web-b", &names[1], json!({"app": "web", "only": "b"}))?,
+    )
+    .await?;
     pods.create(&pp, &server_pod("web-c", &names[2], json!({"app": "web"}))?)
         .await?;
     let client_pod = wait_running(&pods, "client", &ns[0]).await?;
     let web_b = wait_running(&pods, "web-b", &ns[1]).await?;
     let web_c = wait_running(&pods, "web-c", &ns[2]).await?;
-    ensure!(web_b.ip.starts_with("10.244.2."), "web-b {}", web_b.ip);
-    ensure!(web_c.ip.starts_with("10.244.3."), "web-c {}", web_c.ip);
+    for (pod, node) in [(&web_b, &lab.nodes[1]), (&web_c, &lab.nodes[2])] {
+        let net = node.pod_cidr.trim_end_matches(".0/24");
+        ensure!(
+            pod.ip.starts_with(&format!("{net}.")),
+            "{} not in {}",
+            pod.ip,
+            node.pod_cidr
+        );
+    }
 
     // Pod to pod across nodes by IP: ping and HTTP.
     let ping = in_pod(&client_pod, &["ping", "-c", "2", "-W", "5", &web_b.ip])?;
@@ -257,7 +247,6 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
 
     // ClusterIP across two nodes: both answer.
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let web = services
         .create(
             &pp,
@@ -272,17 +261,6 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
         .spec
         .and_then(|s| s.cluster_ip)
         .context("web has no clusterIP")?;
-    slices
-        .create(
-            &pp,
-            &slice(
-                "web-manual",
-                "web",
-                8080,
-                &[(&web_b.ip, &names[1]), (&web_c.ip, &names[2])],
-            )?,
-        )
-        .await?;
     let url = format!("http://{cluster_ip}/");
     eventually("ClusterIP answers", TIMEOUT, || async {
         Ok(Some(curl_from(&client_pod, &url)?))
@@ -331,19 +309,8 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
             &pp,
             &service(
                 "web-np",
-                json!({"type": "NodePort",
+                json!({"type": "NodePort", "selector": {"app": "web"},
                        "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]}),
-            )?,
-        )
-        .await?;
-    slices
-        .create(
-            &pp,
-            &slice(
-                "web-np-manual",
-                "web-np",
-                8080,
-                &[(&web_b.ip, &names[1]), (&web_c.ip, &names[2])],
             )?,
         )
         .await?;
@@ -364,18 +331,8 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
             &service(
                 "web-local",
                 json!({"type": "NodePort", "externalTrafficPolicy": "Local",
+                       "selector": {"app": "web", "only": "b"},
                        "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30081}]}),
-            )?,
-        )
-        .await?;
-    slices
-        .create(
-            &pp,
-            &slice(
-                "web-local-manual",
-                "web-local",
-                8080,
-                &[(&web_b.ip, &names[1])],
             )?,
         )
         .await?;
@@ -418,19 +375,8 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
             &pp,
             &service(
                 "web-ext-ip",
-                json!({"externalIPs": [external],
+                json!({"externalIPs": [external], "selector": {"app": "web"},
                        "ports": [{"name": "http", "port": 8088, "targetPort": 8080}]}),
-            )?,
-        )
-        .await?;
-    slices
-        .create(
-            &pp,
-            &slice(
-                "web-ext-ip-manual",
-                "web-ext-ip",
-                8080,
-                &[(&web_b.ip, &names[1]), (&web_c.ip, &names[2])],
             )?,
         )
         .await?;
@@ -447,18 +393,7 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
             &pp,
             &service(
                 "web-headless",
-                json!({"clusterIP": "None", "ports": [{"name": "http", "port": 8080}]}),
-            )?,
-        )
-        .await?;
-    slices
-        .create(
-            &pp,
-            &slice(
-                "web-headless-manual",
-                "web-headless",
-                8080,
-                &[(&web_b.ip, &names[1]), (&web_c.ip, &names[2])],
+                json!({"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080}]}),
             )?,
         )
         .await?;
@@ -480,9 +415,14 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
     };
     let out = eventually("nslookup of the ClusterIP Service", TIMEOUT, || async {
         let t = lookup("web.default.svc.cluster.local").await?;
-        Ok(t.contains(&cluster_ip).then_some(t))
+        if t.contains(&cluster_ip) {
+            Ok(Some(t))
+        } else {
+            bail!("{t}")
+        }
     })
-    .await?;
+    .await
+    .with_context(|| format!("netd log:\n{}", lab.nodes[0].netd_log_tail(30)))?;
     ensure!(out.contains(&cluster_ip), "{out}");
     let out = lookup("web").await?;
     ensure!(
@@ -531,29 +471,30 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
     );
     drop(hanging);
 
-    // Bad input: a node without a podCIDR, two nodes claiming one underlay address, and
-    // a Service port netd cannot program; each is logged, and the rest keeps working.
-    let ghost = |name: &str, cidr: Option<&str>, ip: &str| -> Result<Node> {
-        let mut spec = json!({});
-        if let Some(c) = cidr {
-            spec = json!({"podCIDR": c, "podCIDRs": [c]});
-        }
+    // Bad input: a node whose netd never ran (no VTEP published; whether node IPAM has
+    // given it a podCIDR yet or not, it is skipped with the reason), two nodes claiming
+    // one underlay address, and a Service port netd cannot program; each is logged, and
+    // the rest keeps working.
+    let ghost = |name: &str, cidr: &str, ip: &str| -> Result<Node> {
         Ok(serde_json::from_value(json!({
             "metadata": {"name": name, "annotations": {
                 "skiff.io/public-ip": ip,
                 "skiff.io/backend-data": "{\"VNI\":1,\"VtepMAC\":\"02:00:00:00:00:09\"}"}},
-            "spec": spec
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}
         }))?)
     };
     let dup_ip = format!("10.250.{}.99", lab.host_ip.octets()[2]);
     nodes
-        .create(&pp, &ghost("ghost-no-cidr", None, &dup_ip)?)
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "ghost-no-netd"}}))?,
+        )
         .await?;
     nodes
-        .create(&pp, &ghost("ghost-a", Some("10.244.20.0/24"), &dup_ip)?)
+        .create(&pp, &ghost("ghost-a", "10.244.20.0/24", &dup_ip)?)
         .await?;
     nodes
-        .create(&pp, &ghost("ghost-b", Some("10.244.21.0/24"), &dup_ip)?)
+        .create(&pp, &ghost("ghost-b", "10.244.21.0/24", &dup_ip)?)
         .await?;
     let bad_port = services
         .create(
@@ -568,7 +509,8 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
     let bad_port_created = bad_port.is_ok();
     eventually("bad input logged on node 0", TIMEOUT, || async {
         let log = lab.nodes[0].netd_log_tail(300);
-        let seen = log.contains("ghost-no-cidr: no spec.podCIDR yet")
+        let seen = (log.contains("ghost-no-netd: no spec.podCIDR yet")
+            || log.contains("ghost-no-netd: no skiff.io/backend-data"))
             && log.contains("clashes with node")
             && (!bad_port_created || log.contains("fd00::10 is not IPv4"));
         Ok(seen.then_some(()))
@@ -596,7 +538,7 @@ async fn overlay_services_and_dns_across_three_nodes() -> Result<()> {
     .await?;
     let body = curl_from(&client_pod, &format!("http://{}:8080/", web_c.ip))?;
     ensure!(body == "web-c", "{body:?}");
-    for g in ["ghost-no-cidr", "ghost-a", "ghost-b"] {
+    for g in ["ghost-no-netd", "ghost-a", "ghost-b"] {
         nodes.delete(g, &DeleteParams::default()).await?;
     }
 

@@ -6,6 +6,9 @@
 //! - rules: building and loading (`nft -f`, one transaction) the ruleset of 1,000
 //!   Services × 10 endpoints in a scratch network namespace, and reloading it after
 //!   one endpoint changed;
+//! - rules through the daemon: the same 1,000 × 10 written to the API while netd runs
+//!   on a lab node, timed from the last write until the node's nftables table holds
+//!   it, then again for one changed endpoint;
 //! - dns: questions per second answered by netd's DNS server (the daemon's handler
 //!   over hickory-server on loopback) for a zone of 1,000 Services.
 //!
@@ -22,7 +25,7 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
-use skiff_client::{Api, Client, PostParams};
+use skiff_client::{Api, Client, Patch, PatchParams, PostParams};
 use skiff_netd::dns::Zone;
 use skiff_netd::dns_server::{DnsServer, DnsState};
 use skiff_netd::proxy::{ruleset, ProxyInput};
@@ -253,7 +256,105 @@ fn ping_ms(client_ns: &[&str], ip: &str) -> Result<f64> {
     Ok(avg)
 }
 
-async fn overlay() -> Result<()> {
+/// Waits until node 0's nftables table mentions `needle`; the time it took.
+async fn until_programmed(lab: &Lab, needle: &str, since: Instant) -> Result<Duration> {
+    let node = lab.nodes[0].name.clone();
+    eventually(
+        &format!("{needle} in the rules"),
+        Duration::from_secs(120),
+        || async {
+            let table = run(&[
+                "ip",
+                "netns",
+                "exec",
+                &node,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "skiff_netd",
+            ])?;
+            Ok(table.contains(needle).then(|| since.elapsed()))
+        },
+    )
+    .await
+}
+
+/// The daemon's rule sync: Services and EndpointSlices written through the API, until
+/// the node's table holds the last of them; then one endpoint changed.
+async fn rules_through_the_daemon(lab: &Lab, client: &Client, n: usize, per: usize) -> Result<()> {
+    let (services, slices) = objects(n, per)?;
+    let svc_api: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slice_api: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let started = Instant::now();
+    for chunk in services.chunks(50) {
+        let created = futures::future::join_all(chunk.iter().map(|s| svc_api.create(&pp, s))).await;
+        for c in created {
+            c?;
+        }
+    }
+    for chunk in slices.chunks(50) {
+        let created =
+            futures::future::join_all(chunk.iter().map(|s| slice_api.create(&pp, s))).await;
+        for c in created {
+            c?;
+        }
+    }
+    let last_write = Instant::now();
+    println!(
+        "bench_netd api_writes_s {:.1} s ({n} services + {n} slices)",
+        (last_write - started).as_secs_f64()
+    );
+    let last_ip = slices
+        .last()
+        .and_then(|s| s.endpoints.last())
+        .and_then(|e| e.addresses.first())
+        .cloned()
+        .context("no endpoints")?;
+    let took = until_programmed(lab, &format!("{last_ip} "), last_write).await?;
+    println!(
+        "bench_netd daemon_rules_after_last_write_ms {:.0} ms ({n} services x {per} endpoints; polled with nft list)",
+        took.as_secs_f64() * 1e3
+    );
+    let name = slices[0].metadata.name.clone().context("slice name")?;
+    let mut endpoints = serde_json::to_value(&slices[0].endpoints)?;
+    endpoints[0]["addresses"] = json!(["10.244.250.250"]);
+    let changed = Instant::now();
+    slice_api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"endpoints": endpoints})),
+        )
+        .await?;
+    let took = until_programmed(lab, "10.244.250.250 ", changed).await?;
+    println!(
+        "bench_netd daemon_rules_one_endpoint_changed_ms {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+    let metrics = run(&[
+        "curl",
+        "-sf",
+        &format!("http://{}:10249/metrics", lab.nodes[0].ip),
+    ])?;
+    if let Some(line) = metrics
+        .lines()
+        .find(|l| l.starts_with("netd_proxy_last_sync_microseconds "))
+    {
+        println!(
+            "bench_netd daemon_last_sync_build_and_apply_ms {:.0} ms",
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+                / 1e3
+        );
+    }
+    Ok(())
+}
+
+async fn overlay(services: usize, per: usize) -> Result<()> {
     tokio::task::spawn_blocking(ensure_images).await??;
     let cp = ControlPlane::start(1).await?;
     let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
@@ -264,7 +365,7 @@ async fn overlay() -> Result<()> {
     for i in 0..2 {
         lab.wait_netd_healthy(i).await?;
     }
-    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut running = Vec::new();
     for i in 0..2 {
         let name = format!("bench-{i}");
@@ -328,6 +429,7 @@ async fn overlay() -> Result<()> {
     );
     println!("bench_netd node_to_node_rtt_ms {node_ms:.3} ms");
     println!("bench_netd pod_to_pod_rtt_ms {pod_ms:.3} ms");
+    rules_through_the_daemon(&lab, &client, services, per).await?;
     drop(lab);
     Ok(())
 }
@@ -345,7 +447,7 @@ async fn main() -> ExitCode {
         )
         .await?;
         if !args.no_overlay {
-            overlay().await?;
+            overlay(args.services, args.endpoints).await?;
         }
         Ok::<_, anyhow::Error>(())
     }
