@@ -110,7 +110,7 @@ pub fn service_vars(services: &[Service]) -> Vec<(String, String)> {
     out
 }
 
-fn field_ref(pod: &Pod, path: &str, sources: &EnvSources) -> Result<String> {
+pub(crate) fn field_ref(pod: &Pod, path: &str, sources: &EnvSources) -> Result<String> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let from_map = |map: &Option<BTreeMap<String, String>>, rest: &str| -> Result<String> {

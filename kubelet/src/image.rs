@@ -485,7 +485,9 @@ pub async fn local_image(rt: &Runtime, name: &str) -> Result<Option<LocalImage>>
 
 /// Imports an OCI archive (an OCI image layout in a tar, optionally gzipped): every
 /// image its index names with `io.containerd.image.name` (or a full
-/// `org.opencontainers.image.ref.name`). Returns the names imported.
+/// `org.opencontainers.image.ref.name`); or a `docker save` archive (manifest.json
+/// without index.json): every image under each of its RepoTags. Returns the names
+/// imported.
 pub async fn import_archive(rt: &Runtime, archive: &Path, scratch: &Path) -> Result<Vec<String>> {
     let dir = scratch.join(format!("import-{}", rand::random::<u64>()));
     let extract = {
@@ -537,9 +539,7 @@ async fn import_layout(rt: &Runtime, archive: &Path, dir: &Path) -> Result<Vec<S
         message,
     };
     if dir.join("manifest.json").exists() && !dir.join("index.json").exists() {
-        return Err(bad(
-            "a `docker save` archive: not supported yet; convert it with `skopeo copy docker-archive:FILE oci-archive:FILE:NAME`".into(),
-        ));
+        return import_docker(rt, archive, dir).await;
     }
     let index_bytes = tokio::fs::read(dir.join("index.json"))
         .await
@@ -626,6 +626,138 @@ async fn import_layout(rt: &Runtime, archive: &Path, dir: &Path) -> Result<Vec<S
     result
 }
 
+/// One image of a `docker save` archive (an entry of its manifest.json).
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct DockerArchiveImage {
+    /// The config file's path in the archive.
+    #[serde(rename = "Config")]
+    pub config: String,
+    /// The names the image is saved under (`busybox:1`).
+    #[serde(rename = "RepoTags", default)]
+    pub repo_tags: Option<Vec<String>>,
+    /// The layer files' paths, bottom first.
+    #[serde(rename = "Layers", default)]
+    pub layers: Vec<String>,
+}
+
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// The manifest containerd makes for an image of a docker archive (Docker's schema 2),
+/// from its config and layers as (bytes' digest, size, gzipped).
+pub fn docker_archive_manifest(
+    config: (&str, i64),
+    layers: &[(String, i64, bool)],
+) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "digest": config.0, "size": config.1},
+        "layers": layers.iter().map(|(digest, size, gz)| serde_json::json!({
+            "mediaType": if *gz { DOCKER_LAYER_GZIP } else { DOCKER_LAYER },
+            "digest": digest,
+            "size": size,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A path of an archive's manifest, inside the extracted directory.
+fn archive_file(dir: &Path, rel: &str) -> Option<std::path::PathBuf> {
+    let p = Path::new(rel);
+    let inside = !p.is_absolute()
+        && p.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+    inside.then(|| dir.join(p))
+}
+
+async fn import_docker(rt: &Runtime, archive: &Path, dir: &Path) -> Result<Vec<String>> {
+    let what = archive.display().to_string();
+    let bad = |message: String| Error::Image {
+        image: what.clone(),
+        message,
+    };
+    let manifest_bytes = tokio::fs::read(dir.join("manifest.json"))
+        .await
+        .map_err(|e| Error::io("reading", dir.join("manifest.json"), e))?;
+    let images: Vec<DockerArchiveImage> = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| bad(format!("manifest.json of a docker archive: {e}")))?;
+    let lease = format!("skiff-import-{}", rand::random::<u64>());
+    rt.create_lease(&lease).await?;
+    let result = async {
+        let mut names = Vec::new();
+        for image in images {
+            let tags = image.repo_tags.clone().unwrap_or_default();
+            if tags.is_empty() {
+                tracing::warn!(archive = %what, config = %image.config, "image without RepoTags: skipped");
+                continue;
+            }
+            let file = |rel: &str| {
+                archive_file(dir, rel)
+                    .ok_or_else(|| bad(format!("{rel:?} is not a path inside the archive")))
+            };
+            let config_path = file(&image.config)?;
+            let config_bytes = tokio::fs::read(&config_path)
+                .await
+                .map_err(|e| Error::io("reading", &config_path, e))?;
+            let config_digest = sha256_digest(&config_bytes);
+            let mut paths: HashMap<String, std::path::PathBuf> = HashMap::new();
+            paths.insert(config_digest.clone(), config_path);
+            let mut layers = Vec::new();
+            for l in &image.layers {
+                let path = file(l)?;
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| Error::io("reading", &path, e))?;
+                let digest = sha256_digest(&bytes);
+                let gz = bytes.starts_with(&[0x1f, 0x8b]);
+                layers.push((digest.clone(), bytes.len() as i64, gz));
+                paths.insert(digest, path);
+            }
+            let manifest_json =
+                docker_archive_manifest((&config_digest, config_bytes.len() as i64), &layers);
+            let mbytes = serde_json::to_vec(&manifest_json)
+                .map_err(|e| bad(format!("encoding the manifest: {e}")))?;
+            let first = Reference::parse(&tags[0])?.name();
+            let manifest = parse_manifest(&first, &mbytes)?;
+            let desc = Descriptor {
+                media_type: DOCKER_MANIFEST.into(),
+                digest: sha256_digest(&mbytes),
+                size: mbytes.len() as i64,
+                annotations: HashMap::new(),
+            };
+            let paths = &paths;
+            let fetch = |d: JsonDescriptor| async move {
+                let path = paths
+                    .get(&d.digest)
+                    .cloned()
+                    .ok_or_else(|| Error::Image {
+                        image: d.digest.clone(),
+                        message: "not in the archive".into(),
+                    })?;
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| Error::io("reading", &path, e))?;
+                Ok::<_, Error>(single(bytes))
+            };
+            store_manifest(rt, &lease, &first, &manifest, &desc, mbytes.clone(), fetch).await?;
+            for tag in &tags {
+                let name = Reference::parse(tag)?.name();
+                rt.put_image(&name, desc.clone()).await?;
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+    .await;
+    let _ = rt.delete_lease(&lease).await;
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,5 +805,31 @@ mod tests {
         assert_eq!(c.config.entrypoint, Some(vec!["/e".to_string()]));
         assert_eq!(c.config.user.as_deref(), Some("10:20"));
         assert_eq!(c.rootfs.diff_ids.len(), 1);
+    }
+
+    #[test]
+    fn docker_archives_get_a_schema2_manifest() {
+        let entries: Vec<DockerArchiveImage> = serde_json::from_str(
+            r#"[{"Config":"abc.json","RepoTags":["busybox:1"],"Layers":["l1/layer.tar"]}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            entries[0].repo_tags.as_deref(),
+            Some(&["busybox:1".to_string()][..])
+        );
+        let m = docker_archive_manifest(
+            ("sha256:c", 10),
+            &[("sha256:a".into(), 5, false), ("sha256:b".into(), 6, true)],
+        );
+        let parsed = parse_manifest("x", &serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(parsed.config.unwrap().media_type, DOCKER_CONFIG);
+        assert_eq!(parsed.layers[0].media_type, DOCKER_LAYER);
+        assert_eq!(parsed.layers[1].media_type, DOCKER_LAYER_GZIP);
+        assert!(archive_file(Path::new("/d"), "../etc/passwd").is_none());
+        assert!(archive_file(Path::new("/d"), "/etc/passwd").is_none());
+        assert_eq!(
+            archive_file(Path::new("/d"), "l1/layer.tar"),
+            Some(std::path::PathBuf::from("/d/l1/layer.tar"))
+        );
     }
 }

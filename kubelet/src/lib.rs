@@ -15,6 +15,8 @@
 //! - [`probe`]: liveness, readiness and startup probes, and the actions of hooks.
 //! - [`events`]: Events about pods.
 //! - [`logs`]: container log files in the CRI format, their paths and rotation.
+//! - [`volume`]: emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes.
+//! - [`streaming`]: the API the apiserver proxies to: container logs and exec.
 //!
 //! [`run`] starts it all and returns when `shutdown` fires. Pods keep running when the
 //! kubelet stops, as with Kubernetes; a new kubelet replaces their containers.
@@ -34,6 +36,7 @@ pub mod runtime;
 mod server;
 pub mod spec;
 pub mod streaming;
+pub mod volume;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -184,11 +187,14 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         }
     };
 
+    let (store, writer) = reflector::store::<Pod>();
     tasks.spawn(streaming::serve(
         api_listener,
         streaming::Streaming {
             runtime: rt.clone(),
             root_dir: config.root_dir.clone(),
+            pod_logs_dir: config.pod_logs_dir.clone(),
+            pods: store.clone(),
         },
         stop_rx.clone(),
     ));
@@ -230,7 +236,6 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         ));
     }
 
-    let (store, writer) = reflector::store::<Pod>();
     let shared = Arc::new(pod::Shared {
         rt: rt.clone(),
         puller: image::Puller::new()?,
@@ -346,8 +351,8 @@ async fn dispatch(
     }
 }
 
-/// Removes what the node holds for pods the API server no longer has, and replaces
-/// the containers of pods that still exist (this kubelet does not adopt them yet).
+/// Removes what the node holds for pods the API server no longer has. Pods that
+/// still exist are left for their workers, which adopt what is running.
 async fn cleanup_unknown(shared: &pod::Shared) {
     let uids = match pod::known_pod_uids(shared).await {
         Ok(u) => u,
@@ -362,13 +367,8 @@ async fn cleanup_unknown(shared: &pod::Shared) {
         .iter()
         .filter_map(|p| p.metadata.uid.clone())
         .collect();
-    for uid in uids {
-        let what = if live.contains(&uid) {
-            "replacing containers of a pod run before this start"
-        } else {
-            "removing a pod that no longer exists"
-        };
-        tracing::info!(uid = %uid, "{what}");
+    for uid in uids.into_iter().filter(|u| !live.contains(u)) {
+        tracing::info!(uid = %uid, "removing a pod that no longer exists");
         if let Err(e) = pod::cleanup_pod(shared, &uid).await {
             tracing::warn!(uid = %uid, error = %e, "cleanup failed");
         }

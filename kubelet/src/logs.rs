@@ -466,6 +466,175 @@ pub async fn pump(
     }
 }
 
+/// The options of a container log request, from its query (Kubernetes' PodLogOptions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep streaming new lines until the container exits.
+    pub follow: bool,
+    /// The previous run of the container instead of the current one.
+    pub previous: bool,
+    /// Prefix every line with its RFC3339Nano time.
+    pub timestamps: bool,
+    /// Only the last this many lines (before `since` is applied, as the kubelet does).
+    pub tail_lines: Option<u64>,
+    /// Only lines logged at or after this time (sinceSeconds or sinceTime).
+    pub since: Option<jiff::Timestamp>,
+    /// Stop after this many bytes of output.
+    pub limit_bytes: Option<u64>,
+}
+
+impl LogOptions {
+    /// Parses `follow=true&tailLines=10&…`, with the API server's validation messages;
+    /// `now` turns sinceSeconds into a time.
+    pub fn parse(query: &str, now: jiff::Timestamp) -> std::result::Result<LogOptions, String> {
+        let mut o = LogOptions::default();
+        let mut since_seconds: Option<i64> = None;
+        let mut since_time: Option<jiff::Timestamp> = None;
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let flag = || match v.as_ref() {
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+                other => Err(format!("{k}={other:?} is not a boolean")),
+            };
+            let int = || {
+                v.parse::<i64>()
+                    .map_err(|_| format!("{k}={v:?} is not an integer"))
+            };
+            match k.as_ref() {
+                "follow" => o.follow = flag()?,
+                "previous" => o.previous = flag()?,
+                "timestamps" => o.timestamps = flag()?,
+                "tailLines" => {
+                    let n = int()?;
+                    if n < 0 {
+                        return Err(format!(
+                            "tailLines: Invalid value: {n}: must be greater than or equal to 0"
+                        ));
+                    }
+                    o.tail_lines = Some(n as u64);
+                }
+                "limitBytes" => {
+                    let n = int()?;
+                    if n < 1 {
+                        return Err(format!(
+                            "limitBytes: Invalid value: {n}: must be greater than 0"
+                        ));
+                    }
+                    o.limit_bytes = Some(n as u64);
+                }
+                "sinceSeconds" => {
+                    let n = int()?;
+                    if n < 1 {
+                        return Err(format!(
+                            "sinceSeconds: Invalid value: {n}: must be greater than 0"
+                        ));
+                    }
+                    since_seconds = Some(n);
+                }
+                "sinceTime" => {
+                    since_time =
+                        Some(v.parse::<jiff::Timestamp>().map_err(|e| {
+                            format!("sinceTime={v:?} is not an RFC 3339 time: {e}")
+                        })?);
+                }
+                _ => {}
+            }
+        }
+        o.since = match (since_seconds, since_time) {
+            (Some(_), Some(_)) => {
+                return Err("at most one of `sinceTime` or `sinceSeconds` may be specified".into())
+            }
+            (Some(s), None) => Some(
+                now.checked_sub(jiff::SignedDuration::from_secs(s))
+                    .unwrap_or(jiff::Timestamp::MIN),
+            ),
+            (None, t) => t,
+        };
+        Ok(o)
+    }
+}
+
+/// The files of one container run, oldest first: its rotated files, then the live one.
+pub fn run_files(live: &Path) -> Vec<PathBuf> {
+    let mut rotated = rotated_files(live);
+    rotated.sort_by_key(|p| rotation_key(p));
+    rotated.push(live.to_path_buf());
+    rotated
+}
+
+/// What a request returns of the lines already written (oldest first): the last
+/// `tailLines`, then those not older than `since`, as the kubelet applies them.
+pub fn select(lines: Vec<LogLine>, options: &LogOptions) -> Vec<LogLine> {
+    let skip = options
+        .tail_lines
+        .map_or(0, |n| lines.len().saturating_sub(n as usize));
+    lines
+        .into_iter()
+        .skip(skip)
+        .filter(|l| options.since.is_none_or(|s| l.time >= s))
+        .collect()
+}
+
+/// The bytes a reader gets for one line: its output, after its time when asked.
+pub fn render(line: &LogLine, timestamps: bool) -> Vec<u8> {
+    if !timestamps {
+        return line.output();
+    }
+    let mut out = format_time(line.time).into_bytes();
+    out.push(b' ');
+    out.extend_from_slice(&line.output());
+    out
+}
+
+/// Counts the output against `limitBytes`.
+#[derive(Clone, Copy, Debug)]
+pub struct ByteLimit {
+    left: Option<u64>,
+}
+
+impl ByteLimit {
+    /// A limit of `limit` bytes (none when `None`).
+    pub fn new(limit: Option<u64>) -> Self {
+        ByteLimit { left: limit }
+    }
+
+    /// How much of `chunk` may still go out.
+    pub fn take<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+        match &mut self.left {
+            None => chunk,
+            Some(left) => {
+                let n = chunk
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                &chunk[..n]
+            }
+        }
+    }
+
+    /// Whether the limit is used up.
+    pub fn exhausted(&self) -> bool {
+        self.left == Some(0)
+    }
+}
+
+/// Parses the complete lines of `bytes` (a log file's content); returns them and how
+/// many bytes they took (an incomplete last line is left for later). Lines that do
+/// not parse are skipped with a warning.
+pub fn parse_lines(bytes: &[u8]) -> (Vec<LogLine>, usize) {
+    let mut out = Vec::new();
+    let mut used = 0;
+    while let Some(i) = bytes[used..].iter().position(|b| *b == b'\n') {
+        let line = &bytes[used..used + i + 1];
+        used += i + 1;
+        match parse_line(line) {
+            Ok(l) => out.push(l),
+            Err(e) => tracing::warn!(error = %e, "skipping a log line that does not parse"),
+        }
+    }
+    (out, used)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,5 +766,91 @@ mod tests {
             vec![PathBuf::from("0.log.20230101-000000")]
         );
         assert!(rotated_to_remove(files, 4).is_empty());
+    }
+
+    #[test]
+    fn log_options_follow_pod_log_options() {
+        let now = ts("2024-01-01T00:10:00Z");
+        let o = LogOptions::parse(
+            "follow=true&tailLines=3&timestamps=1&previous=false&sinceSeconds=60&limitBytes=9",
+            now,
+        )
+        .unwrap();
+        assert!(o.follow && o.timestamps && !o.previous);
+        assert_eq!(o.tail_lines, Some(3));
+        assert_eq!(o.limit_bytes, Some(9));
+        assert_eq!(o.since, Some(ts("2024-01-01T00:09:00Z")));
+        let t = LogOptions::parse("sinceTime=2024-01-01T00:00:00Z", now).unwrap();
+        assert_eq!(t.since, Some(ts("2024-01-01T00:00:00Z")));
+        assert!(LogOptions::parse("tailLines=-1", now)
+            .unwrap_err()
+            .contains("greater than or equal to 0"));
+        assert!(LogOptions::parse("limitBytes=0", now).is_err());
+        assert!(LogOptions::parse("sinceSeconds=0", now).is_err());
+        assert!(LogOptions::parse("follow=maybe", now).is_err());
+        assert!(
+            LogOptions::parse("sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z", now)
+                .unwrap_err()
+                .contains("at most one")
+        );
+        assert_eq!(LogOptions::parse("", now).unwrap(), LogOptions::default());
+    }
+
+    #[test]
+    fn tail_comes_before_since_and_timestamps_prefix_lines() {
+        let line = |t: &str, c: &str| LogLine {
+            time: ts(t),
+            stream: Stream::Stdout,
+            partial: false,
+            content: c.as_bytes().to_vec(),
+        };
+        let lines = vec![
+            line("2024-01-01T00:00:01Z", "a"),
+            line("2024-01-01T00:00:02Z", "b"),
+            line("2024-01-01T00:00:03Z", "c"),
+        ];
+        let o = |tail: Option<u64>, since: Option<&str>| LogOptions {
+            tail_lines: tail,
+            since: since.map(ts),
+            ..Default::default()
+        };
+        let contents = |v: Vec<LogLine>| v.into_iter().map(|l| l.content).collect::<Vec<_>>();
+        assert_eq!(
+            contents(select(lines.clone(), &o(Some(2), None))),
+            [b"b", b"c"]
+        );
+        assert_eq!(contents(select(lines.clone(), &o(Some(0), None))).len(), 0);
+        assert_eq!(
+            contents(select(
+                lines.clone(),
+                &o(None, Some("2024-01-01T00:00:02Z"))
+            )),
+            [b"b", b"c"]
+        );
+        assert_eq!(
+            contents(select(
+                lines.clone(),
+                &o(Some(2), Some("2024-01-01T00:00:03Z"))
+            )),
+            [b"c"]
+        );
+        assert_eq!(render(&lines[0], false), b"a\n");
+        assert_eq!(render(&lines[0], true), b"2024-01-01T00:00:01Z a\n");
+    }
+
+    #[test]
+    fn byte_limits_truncate_and_lines_parse_incrementally() {
+        let mut l = ByteLimit::new(Some(5));
+        assert_eq!(l.take(b"abc"), b"abc");
+        assert!(!l.exhausted());
+        assert_eq!(l.take(b"defg"), b"de");
+        assert!(l.exhausted());
+        assert_eq!(l.take(b"x"), b"");
+        assert_eq!(ByteLimit::new(None).take(b"xyz"), b"xyz");
+        let text = b"2024-01-01T00:00:01Z stdout F one\njunk\n2024-01-01T00:00:02Z stderr P tw";
+        let (lines, used) = parse_lines(text);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].content, b"one");
+        assert_eq!(&text[used..], b"2024-01-01T00:00:02Z stderr P tw");
     }
 }

@@ -32,6 +32,7 @@ use crate::probe::{self, ProbeEvent, Probes, Target};
 use crate::reference::Reference;
 use crate::runtime::{labels, pod_dir, Exit, Runtime};
 use crate::spec::{self, PodNamespaces, SpecInput};
+use crate::volume;
 use crate::{Error, Metrics, Result};
 
 /// Kubernetes' container restart back-off: 10 s doubling up to 5 min.
@@ -42,6 +43,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// A container that ran this long without failing has its back-off reset.
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+/// How often configMap, secret, downwardAPI and projected volumes are brought up to
+/// date with their objects (Kubernetes' kubelet syncs them about once a minute; skiff
+/// is quicker because a refresh that changes nothing writes nothing).
+const VOLUME_REFRESH: Duration = Duration::from_secs(5);
 
 /// What every worker shares.
 pub struct Shared {
@@ -171,6 +176,15 @@ struct Worker {
     initialized: bool,
     sandbox_error: Option<String>,
     sandbox_retry: Option<Instant>,
+    /// Every volume of the pod is set up.
+    volumes_ready: bool,
+    /// Why the volumes are not set up, while they are retried.
+    volume_error: Option<String>,
+    volume_retry: Option<Instant>,
+    /// When the API volumes are next compared with their objects.
+    volume_refresh: Option<Instant>,
+    /// The labels and annotations the downward API files were written from.
+    volume_meta: Option<Value>,
 }
 
 /// Starts the worker of pod `uid`.
@@ -197,6 +211,11 @@ pub fn spawn(shared: Arc<Shared>, uid: String, namespace: String, name: String) 
         initialized: false,
         sandbox_error: None,
         sandbox_retry: None,
+        volumes_ready: false,
+        volume_error: None,
+        volume_retry: None,
+        volume_refresh: None,
+        volume_meta: None,
     };
     let task = tokio::spawn(worker.run(rx, probe_rx));
     Handle { notify, task }
@@ -232,6 +251,15 @@ impl Worker {
         mut probe_events: mpsc::UnboundedReceiver<(String, String, ProbeEvent)>,
     ) {
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), uid = %self.uid, "pod worker started");
+        if let Some(pod) = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid) {
+            if let Err(e) = self.adopt(&pod).await {
+                tracing::warn!(pod = %self.name, namespace = %self.namespace, error = %e, "adopting what an earlier kubelet left failed; starting the pod afresh");
+                if let Err(e) = cleanup_pod(&self.shared, &self.uid).await {
+                    tracing::warn!(pod = %self.name, error = %e, "cleanup failed");
+                }
+                self = self.fresh();
+            }
+        }
         loop {
             let pod = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid);
             let deleting = pod
@@ -260,6 +288,234 @@ impl Worker {
         }
     }
 
+    /// The same worker with none of the state an adoption may have filled in.
+    fn fresh(&self) -> Worker {
+        Worker {
+            shared: self.shared.clone(),
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            notify: self.notify.clone(),
+            exits: self.exits.clone(),
+            probe_events: self.probe_events.clone(),
+            probers: HashMap::new(),
+            killing: HashSet::new(),
+            network: None,
+            containers: BTreeMap::new(),
+            start_time: None,
+            posted: None,
+            conditions: Vec::new(),
+            terminal: false,
+            initialized: false,
+            sandbox_error: None,
+            sandbox_retry: None,
+            volumes_ready: false,
+            volume_error: None,
+            volume_retry: None,
+            volume_refresh: None,
+            volume_meta: None,
+        }
+    }
+
+    /// Takes over what an earlier kubelet left of this pod on the node: its network,
+    /// volumes and containers. Running containers keep running (their exits are
+    /// waited for, their output logged again, their probes run); exited ones count as
+    /// ended, so the restart policy decides. Restart counts continue from the
+    /// containers' labels.
+    async fn adopt(&mut self, pod: &Pod) -> Result<()> {
+        let rt = self.shared.rt.clone();
+        let filter = format!("labels.\"{}\"=={}", labels::POD_UID, self.uid);
+        let found = rt.list_containers(Some(filter)).await?;
+        let dir = self.dir();
+        let saved = dir.join("network.json");
+        let network = match tokio::fs::read(&saved).await {
+            Ok(bytes) => Some(
+                serde_json::from_slice::<Network>(&bytes)
+                    .map_err(|e| Error::Cni(format!("{}: {e}", saved.display())))?,
+            ),
+            Err(_) => None,
+        };
+        if found.is_empty() && network.is_none() {
+            return Ok(());
+        }
+        let Some(network) = network else {
+            return Err(Error::Cni("containers without a saved pod network".into()));
+        };
+        if !PodNamespacePaths::new(&dir).net.exists() {
+            return Err(Error::Cni("the pod's network namespace is gone".into()));
+        }
+        let restarts = |c: &containerd_client::services::v1::Container| -> i32 {
+            c.labels
+                .get(labels::RESTART_COUNT)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0)
+        };
+        // The newest run of each container is adopted; older ones are removed.
+        let mut newest: BTreeMap<String, containerd_client::services::v1::Container> =
+            BTreeMap::new();
+        for c in found {
+            let Some(name) = c.labels.get(labels::CONTAINER_NAME).cloned() else {
+                remove_container(&rt, &c.id).await?;
+                continue;
+            };
+            match newest.get(&name) {
+                Some(n) if restarts(n) >= restarts(&c) => remove_container(&rt, &c.id).await?,
+                _ => {
+                    if let Some(old) = newest.insert(name, c) {
+                        remove_container(&rt, &old.id).await?;
+                    }
+                }
+            }
+        }
+        let statuses: Vec<ContainerStatus> = pod
+            .status
+            .as_ref()
+            .map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .chain(&s.container_statuses)
+                    .flatten()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let specs: Vec<Container> = spec
+            .init_containers
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(spec.containers.clone())
+            .collect();
+        self.network = Some(network);
+        for (name, c) in newest {
+            let Some(cspec) = specs.iter().find(|s| s.name == name).cloned() else {
+                remove_container(&rt, &c.id).await?;
+                continue;
+            };
+            let status = statuses.iter().find(|s| s.name == name);
+            let to_time = |t: &ContainerStateTerminated| Terminated {
+                exit_code: t.exit_code,
+                reason: t.reason.clone().unwrap_or_default(),
+                started_at: t.started_at.as_ref().map(|t| t.0),
+                finished_at: t
+                    .finished_at
+                    .as_ref()
+                    .map(|t| t.0)
+                    .unwrap_or_else(jiff::Timestamp::now),
+                container_id: t
+                    .container_id
+                    .as_deref()
+                    .map(|id| id.trim_start_matches("containerd://").to_string())
+                    .unwrap_or_default(),
+            };
+            let restart_count = restarts(&c);
+            let mut rec = ContainerRecord {
+                restart_count,
+                image_id: status.map(|s| s.image_id.clone()).unwrap_or_default(),
+                last: status
+                    .and_then(|s| s.last_state.as_ref())
+                    .and_then(|l| l.terminated.as_ref())
+                    .map(to_time),
+                ready: cspec.readiness_probe.is_none(),
+                started: cspec.startup_probe.is_none(),
+                ..Default::default()
+            };
+            let process = Arc::new(
+                c.spec
+                    .as_ref()
+                    .and_then(|any| serde_json::from_slice::<Value>(&any.value).ok())
+                    .and_then(|v| v.get("process").cloned())
+                    .unwrap_or(Value::Null),
+            );
+            match rt.task_state(&c.id).await? {
+                Some((true, _)) => {
+                    let started_at = status
+                        .and_then(|s| s.state.as_ref())
+                        .and_then(|s| s.running.as_ref())
+                        .and_then(|r| r.started_at.as_ref())
+                        .map(|t| t.0)
+                        .unwrap_or_else(jiff::Timestamp::now);
+                    rec.running = Some(Running {
+                        id: c.id.clone(),
+                        started_at,
+                        started: Instant::now(),
+                        process: process.clone(),
+                    });
+                    // The output FIFOs are still open on the shim's side: read them again.
+                    let (out, err) = logs::fifo_paths(&dir, &c.id);
+                    let log_path = logs::container_log_path(&self.log_dir(), &name, restart_count);
+                    match logs::LogFile::open(&log_path, self.shared.log_rotation) {
+                        Ok(file) => {
+                            let reader = |p: &std::path::Path| logs::open_now(p).ok();
+                            tokio::spawn(logs::pump(reader(&out), reader(&err), file));
+                        }
+                        Err(e) => {
+                            tracing::warn!(container = %c.id, error = %e, "adopted container's output not logged")
+                        }
+                    }
+                    self.spawn_waiter(name.clone(), c.id.clone());
+                    match Probes::of(&cspec) {
+                        Ok(probes) if probes.is_empty() => {}
+                        Ok(probes) => {
+                            let task = tokio::spawn(probe::prober(
+                                probes,
+                                self.target(&c.id, &process),
+                                name.clone(),
+                                self.probe_events.clone(),
+                            ));
+                            self.probers.insert(c.id.clone(), task);
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %self.name, container = %name, error = %e, "probes not run")
+                        }
+                    }
+                }
+                Some((false, exit)) => {
+                    let code = i32::try_from(exit.code).unwrap_or(i32::MAX);
+                    let reason = if code == 0 {
+                        "Completed"
+                    } else if oom_killed(&c.id) {
+                        "OOMKilled"
+                    } else {
+                        "Error"
+                    };
+                    rec.terminated = Some(Terminated {
+                        exit_code: code,
+                        reason: reason.into(),
+                        started_at: None,
+                        finished_at: exit.at.unwrap_or_else(jiff::Timestamp::now),
+                        container_id: c.id.clone(),
+                    });
+                    rec.dead_id = Some(c.id.clone());
+                }
+                None => {
+                    // Created but never given a task: it never ran.
+                    remove_container(&rt, &c.id).await?;
+                    continue;
+                }
+            }
+            tracing::info!(pod = %self.name, namespace = %self.namespace, container = %name, id = %c.id, restart_count, running = rec.running.is_some(), "adopted container");
+            self.containers.insert(name, rec);
+        }
+        let inits = spec.init_containers.clone().unwrap_or_default();
+        let app_adopted = spec
+            .containers
+            .iter()
+            .any(|c| self.containers.contains_key(&c.name));
+        let inits_done = inits.iter().all(|c| {
+            self.containers
+                .get(&c.name)
+                .is_some_and(|r| r.terminated.as_ref().is_some_and(|t| t.exit_code == 0))
+        });
+        self.initialized = app_adopted || (!inits.is_empty() && inits_done);
+        // The volumes are where the earlier kubelet made them; the next refresh
+        // brings API volumes up to date.
+        self.volumes_ready = true;
+        self.volume_refresh = Some(Instant::now());
+        Ok(())
+    }
+
     fn next_wake(&self) -> Option<Instant> {
         // ErrImagePull turns into ImagePullBackOff soon after, as with Kubernetes.
         let flip = self
@@ -272,6 +528,8 @@ impl Worker {
             .filter_map(|c| c.next_start)
             .chain(flip)
             .chain(self.sandbox_retry)
+            .chain(self.volume_retry)
+            .chain(self.volume_refresh)
             .min()
     }
 
@@ -438,10 +696,21 @@ impl Worker {
             }
         }
         if let Some(message) = spec::unsupported(pod) {
+            let waiting = Some(("CreateContainerConfigError".to_string(), message.clone()));
+            let mut new = false;
             for c in inits.iter().chain(&spec.containers) {
                 if let Some(rec) = self.containers.get_mut(&c.name) {
-                    rec.waiting = Some(("CreateContainerConfigError".into(), message.clone()));
+                    new |= rec.waiting != waiting;
+                    rec.waiting = waiting.clone();
                 }
+            }
+            if new {
+                self.shared.events.warning(
+                    &self.pod_ref(),
+                    None,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
             }
             return self.post_status(pod).await;
         }
@@ -460,6 +729,9 @@ impl Worker {
                 }
             }
             if self.network.is_some() {
+                self.sync_volumes(pod).await;
+            }
+            if self.network.is_some() && self.volumes_ready {
                 self.sync_init_containers(pod, &policy).await;
                 if self.initialized {
                     for c in spec.containers.clone() {
@@ -488,6 +760,149 @@ impl Worker {
             }
         }
         self.post_status(pod).await
+    }
+
+    /// Sets up the pod's volumes before its first container, then keeps its API volumes
+    /// up to date with their objects and with the pod's labels and annotations.
+    async fn sync_volumes(&mut self, pod: &Pod) {
+        let now = Instant::now();
+        let meta = serde_json::json!([pod.metadata.labels, pod.metadata.annotations]);
+        if !self.volumes_ready {
+            if self.volume_retry.is_some_and(|t| t > now) {
+                return;
+            }
+            match self.write_volumes(pod, true).await {
+                Ok(()) => {
+                    self.volumes_ready = true;
+                    self.volume_error = None;
+                    self.volume_retry = None;
+                    self.volume_refresh = Some(now + VOLUME_REFRESH);
+                    self.volume_meta = Some(meta);
+                    for rec in self.containers.values_mut() {
+                        if rec
+                            .waiting
+                            .as_ref()
+                            .is_some_and(|(r, _)| r == "ContainerCreating")
+                        {
+                            rec.waiting = None;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let message = format!("MountVolume.SetUp failed: {e}");
+                    tracing::warn!(pod = %self.name, namespace = %self.namespace, error = %e, "volume setup failed; retrying");
+                    if self.volume_error.as_ref() != Some(&message) {
+                        self.shared.events.warning(
+                            &self.pod_ref(),
+                            None,
+                            "FailedMount",
+                            message.clone(),
+                        );
+                    }
+                    for rec in self.containers.values_mut() {
+                        if rec.running.is_none() && rec.terminated.is_none() {
+                            rec.waiting = Some(("ContainerCreating".into(), message.clone()));
+                        }
+                    }
+                    self.volume_error = Some(message);
+                    self.volume_retry = Some(now + BACKOFF_INITIAL);
+                }
+            }
+            return;
+        }
+        let meta_changed = self.volume_meta.as_ref() != Some(&meta);
+        if meta_changed || self.volume_refresh.is_some_and(|t| t <= now) {
+            if let Err(e) = self.write_volumes(pod, false).await {
+                tracing::warn!(pod = %self.name, namespace = %self.namespace, error = %e, "volume refresh failed; the files stay as they were");
+            }
+            self.volume_meta = Some(meta);
+            self.volume_refresh = Some(Instant::now() + VOLUME_REFRESH);
+        }
+    }
+
+    /// Makes the pod's volumes (`first`) or rewrites its API volumes whose content
+    /// changed. A refresh leaves a volume whose object is gone as it was.
+    async fn write_volumes(&self, pod: &Pod, first: bool) -> Result<()> {
+        let volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        if volumes.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir();
+        let (cm_names, secret_names) = volume::references(pod);
+        let mut objects = volume::Objects::default();
+        let cms: Api<ConfigMap> = Api::namespaced(self.shared.pods.clone(), &self.namespace);
+        for name in cm_names {
+            if let Some(cm) = cms.get_opt(&name).await? {
+                let mut data: BTreeMap<String, Vec<u8>> = cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                for (k, v) in cm.binary_data.unwrap_or_default() {
+                    data.insert(k, v.0);
+                }
+                objects.config_maps.insert(name, data);
+            }
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.shared.pods.clone(), &self.namespace);
+        for name in secret_names {
+            if let Some(s) = secrets.get_opt(&name).await? {
+                let mut data: BTreeMap<String, Vec<u8>> = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                for (k, v) in s.string_data.unwrap_or_default() {
+                    data.insert(k, v.into_bytes());
+                }
+                objects.secrets.insert(name, data);
+            }
+        }
+        let sources = crate::env::EnvSources {
+            pod_ip: self
+                .network
+                .as_ref()
+                .and_then(|n| cni::result_ip(&n.result)),
+            host_ip: self.shared.node_ip.clone(),
+            node_cpu_milli: self.shared.node_cpu_milli,
+            node_memory: self.shared.node_memory,
+            ..Default::default()
+        };
+        for v in &volumes {
+            let kind = volume::kind_of(v).map_err(Error::ContainerConfig)?;
+            let target = kind.source(&dir, &v.name);
+            match &kind {
+                volume::Kind::EmptyDir { memory, size_limit } if first => {
+                    volume::setup_empty_dir(&target, *memory, size_limit.as_deref())?
+                }
+                volume::Kind::HostPath { path, type_ } if first => {
+                    volume::check_host_path(path, type_)?
+                }
+                volume::Kind::Api { .. } => {
+                    let payload = match volume::payload(pod, v, &objects, &sources) {
+                        Ok(p) => p,
+                        Err(e) if first => {
+                            return Err(Error::ContainerConfig(format!("volume {:?}: {e}", v.name)))
+                        }
+                        Err(e) => {
+                            tracing::info!(pod = %self.name, volume = %v.name, error = %e, "volume not refreshed");
+                            continue;
+                        }
+                    };
+                    if volume::write_payload(&target, &payload)? && !first {
+                        tracing::info!(pod = %self.name, namespace = %self.namespace, volume = %v.name, "volume updated");
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Runs the init containers one at a time, in order, each once it exited 0 the
@@ -781,6 +1196,15 @@ impl Worker {
         let sources = self.env_sources(pod, c).await?;
         let vars = crate::env::container_vars(pod, c, &sources)
             .map_err(|e| Error::ContainerConfig(e.to_string()))?;
+        let plans = volume::mount_plans(pod, c, &dir)?;
+        for p in plans.iter().filter(|p| p.sub_path) {
+            // Kubernetes makes a missing subPath as a directory.
+            if std::fs::symlink_metadata(&p.source).is_err() {
+                std::fs::create_dir_all(&p.source)
+                    .map_err(|e| Error::io("creating the subPath", &p.source, e))?;
+            }
+        }
+        let mounts: Vec<Value> = plans.iter().map(volume::oci_mount).collect();
         let spec = spec::oci_spec(&SpecInput {
             pod,
             container: c,
@@ -793,6 +1217,7 @@ impl Worker {
             etc_dir: &dir.join("etc"),
             cgroups_path: format!("/skiff/{id}"),
             env: &vars,
+            mounts: &mounts,
         })?;
         let mut l = HashMap::new();
         l.insert(labels::POD_UID.to_string(), self.uid.clone());
@@ -842,37 +1267,7 @@ impl Worker {
             let _ = remove_container(&rt, &id).await;
             return Err(e);
         }
-        let (tx, rt2, name, id2) = (self.exits.clone(), rt.clone(), c.name.clone(), id.clone());
-        tokio::spawn(async move {
-            // Wait answers at once for a task that already exited, so a fast exit is not
-            // missed; a broken connection to containerd is retried.
-            loop {
-                match rt2.wait_task(&id2).await {
-                    Ok(exit) => {
-                        let _ = tx.send((name, id2, exit));
-                        return;
-                    }
-                    Err(e) if e.is_not_found() => {
-                        let _ = tx.send((
-                            name,
-                            id2,
-                            Exit {
-                                code: 255,
-                                at: None,
-                            },
-                        ));
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::debug!(container = %id2, error = %e, "Tasks.Wait failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        if tx.is_closed() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+        self.spawn_waiter(c.name.clone(), id.clone());
         self.shared
             .metrics
             .containers_started
@@ -944,6 +1339,41 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Reports the exit of container `id` (named `name` in the pod) to the worker.
+    fn spawn_waiter(&self, name: String, id: String) {
+        let (tx, rt2, id2) = (self.exits.clone(), self.shared.rt.clone(), id);
+        tokio::spawn(async move {
+            // Wait answers at once for a task that already exited, so a fast exit is not
+            // missed; a broken connection to containerd is retried.
+            loop {
+                match rt2.wait_task(&id2).await {
+                    Ok(exit) => {
+                        let _ = tx.send((name, id2, exit));
+                        return;
+                    }
+                    Err(e) if e.is_not_found() => {
+                        let _ = tx.send((
+                            name,
+                            id2,
+                            Exit {
+                                code: 255,
+                                at: None,
+                            },
+                        ));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(container = %id2, error = %e, "Tasks.Wait failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if tx.is_closed() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Fetches what the container's environment reads: its ConfigMaps and Secrets,
@@ -1584,6 +2014,7 @@ pub async fn cleanup_pod(shared: &Shared, uid: &str) -> Result<()> {
     }
     let dir = pod_dir(&shared.root_dir, uid);
     teardown_network(shared, &dir, uid).await?;
+    volume::unmount_all(&dir)?;
     // The pod's logs go with it, as Kubernetes removes them with the pod.
     let suffix = format!("_{uid}");
     if let Ok(mut entries) = tokio::fs::read_dir(&shared.pod_logs_dir).await {

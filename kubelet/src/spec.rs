@@ -244,9 +244,7 @@ pub fn unsupported(pod: &Pod) -> Option<String> {
     {
         missing.push("initContainers with restartPolicy (sidecars)".to_string());
     }
-    if spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-        missing.push("volumes".to_string());
-    }
+    missing.extend(crate::volume::unsupported(pod));
     if spec.host_network == Some(true) {
         missing.push("hostNetwork".to_string());
     }
@@ -279,9 +277,6 @@ pub fn unsupported(pod: &Pod) -> Option<String> {
             if let Some(Err(e)) = h.as_ref().map(|h| crate::probe::hook_action(h, c)) {
                 invalid.push(format!("{hook}: {e}"));
             }
-        }
-        if c.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
-            what.push("volumeMounts");
         }
         for kind in c
             .resources
@@ -351,6 +346,8 @@ pub struct SpecInput<'a> {
     pub cgroups_path: String,
     /// The variables the pod gives the container ([`crate::env::container_vars`]).
     pub env: &'a [(String, String)],
+    /// The container's volume mounts ([`crate::volume::oci_mount`]).
+    pub mounts: &'a [Value],
 }
 
 const DEFAULT_CAPS: &[&str] = &[
@@ -398,7 +395,7 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
     }
     let caps = DEFAULT_CAPS;
     let etc = |f: &str| input.etc_dir.join(f).display().to_string();
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": false,
@@ -444,7 +441,11 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
             ],
         },
-    }))
+    });
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        mounts.extend(input.mounts.iter().cloned());
+    }
+    Ok(spec)
 }
 
 /// /etc/hosts of a pod: localhost, the pod's own name on its IP, then hostAliases.

@@ -1,7 +1,8 @@
-//! The kubelet's streaming API, which the apiserver proxies `pods/exec` (and later
-//! `pods/attach`, `pods/portforward`) to: `/exec/{namespace}/{pod}/{container}` over a
-//! WebSocket speaking Kubernetes' channel protocol (`v5.channel.k8s.io`, or
-//! `v4.channel.k8s.io`).
+//! The kubelet's streaming API, which the apiserver proxies `pods/log`, `pods/exec` (and
+//! later `pods/attach`, `pods/portforward`) to: `/containerLogs/{namespace}/{pod}/{container}`
+//! answers with the container's log as plain text (chunked while following), and
+//! `/exec/{namespace}/{pod}/{container}` runs a command over a WebSocket speaking
+//! Kubernetes' channel protocol (`v5.channel.k8s.io`, or `v4.channel.k8s.io`).
 //!
 //! Every binary message starts with a channel byte: 0 stdin, 1 stdout, 2 stderr, 3 the
 //! final status (a `metav1.Status` in JSON), 4 terminal resize (`{"Width":…,"Height":…}`).
@@ -32,8 +33,11 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::logs::{self, ByteLimit, LogLine, LogOptions};
 use crate::runtime::{labels, Runtime};
 use crate::{Error, Result};
+use k8s_openapi::api::core::v1::Pod;
+use skiff_client::Store;
 
 /// The subprotocols this server speaks, best first.
 pub const CHANNEL_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -65,11 +69,19 @@ pub struct Streaming {
     pub runtime: Runtime,
     /// `--root-dir`; exec FIFOs go below it.
     pub root_dir: PathBuf,
+    /// `--pod-logs-dir`, where container logs are read.
+    pub pod_logs_dir: PathBuf,
+    /// The pods bound to this node (their uids and container statuses).
+    pub pods: Store<Pod>,
 }
 
 /// The streaming routes, to be merged into the kubelet's server.
 pub fn router(streaming: Streaming) -> Router {
     Router::new()
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            axum::routing::get(container_logs),
+        )
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
         .route("/attach/{namespace}/{pod}/{container}", any(not_built))
         .route("/portForward/{namespace}/{pod}", any(not_built))
@@ -646,6 +658,258 @@ impl ExecSession {
     }
 }
 
+/// Which run of a container a log request reads: its restart number (the log file's
+/// name) and, when that run is still going, the container id to follow until it exits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The run's restart count: `<run>.log`.
+    pub run: i32,
+    /// The container id of a running run.
+    pub running: Option<String>,
+}
+
+/// Chooses the run a log request reads from the pod's container status, with the
+/// kubelet's messages when there is none (its validateContainerLogStatus).
+pub fn log_target(
+    pod: &Pod,
+    container: &str,
+    previous: bool,
+) -> std::result::Result<LogTarget, String> {
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let status = pod.status.as_ref().and_then(|s| {
+        s.container_statuses
+            .iter()
+            .chain(&s.init_container_statuses)
+            .flatten()
+            .find(|c| c.name == container)
+    });
+    let Some(status) = status else {
+        return Err(format!(
+            "container {container:?} in pod {pod_name:?} is not available"
+        ));
+    };
+    let r = status.restart_count;
+    let state = status.state.clone().unwrap_or_default();
+    let last = status
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .filter(|t| t.container_id.as_deref().is_some_and(|id| !id.is_empty()));
+    // A waiting container's lastState is the run that just ended (number r); a running or
+    // terminated one's is the run before it.
+    if previous {
+        if last.is_none() {
+            return Err(format!(
+                "previous terminated container {container:?} in pod {pod_name:?} not found"
+            ));
+        }
+        let run = if state.waiting.is_some() { r } else { r - 1 };
+        return Ok(LogTarget { run, running: None });
+    }
+    if state.running.is_some() {
+        let id = status
+            .container_id
+            .as_deref()
+            .map(|id| id.rsplit("://").next().unwrap_or(id).to_string());
+        return Ok(LogTarget {
+            run: r,
+            running: id,
+        });
+    }
+    if state.terminated.is_some() || last.is_some() {
+        return Ok(LogTarget {
+            run: r,
+            running: None,
+        });
+    }
+    let reason = state
+        .waiting
+        .and_then(|w| w.reason)
+        .unwrap_or_else(|| "ContainerCreating".into());
+    Err(match reason.as_str() {
+        "ErrImagePull" => format!(
+            "container {container:?} in pod {pod_name:?} is waiting to start: image can't be pulled"
+        ),
+        "ImagePullBackOff" => format!(
+            "container {container:?} in pod {pod_name:?} is waiting to start: trying and failing to pull image"
+        ),
+        other => format!("container {container:?} in pod {pod_name:?} is waiting to start: {other}"),
+    })
+}
+
+/// How often a followed log file is checked for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+async fn container_logs(
+    State(s): State<Arc<Streaming>>,
+    UrlPath((namespace, pod_name, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let options = match LogOptions::parse(query.as_deref().unwrap_or(""), jiff::Timestamp::now()) {
+        Ok(o) => o,
+        Err(e) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", e),
+    };
+    let Some(pod) = s.pods.get(Some(&namespace), &pod_name) else {
+        return status_response(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("pod {namespace:?}/{pod_name:?} not found"),
+        );
+    };
+    let in_spec = pod.spec.as_ref().is_some_and(|spec| {
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .any(|c| c.name == container)
+    });
+    if !in_spec {
+        return status_response(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("container {container:?} not found in pod {pod_name:?}"),
+        );
+    }
+    let target = match log_target(&pod, &container, options.previous) {
+        Ok(t) => t,
+        Err(e) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", e),
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let path = logs::container_log_path(
+        &logs::pod_log_dir(&s.pod_logs_dir, &namespace, &pod_name, &uid),
+        &container,
+        target.run,
+    );
+    let follow = match (&target.running, options.follow) {
+        (Some(id), true) => Some((s.runtime.clone(), id.clone())),
+        _ => None,
+    };
+    tracing::debug!(pod = %format!("{namespace}/{pod_name}"), %container, run = target.run, follow = follow.is_some(), "container logs");
+    let (tx, rx) = mpsc::channel::<std::io::Result<axum::body::Bytes>>(16);
+    tokio::spawn(stream_log(path, options, follow, tx));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
+}
+
+/// Sends the log's lines to `tx`: those written so far (tail, since), then, when
+/// following, new ones until the container exits or the reader leaves.
+async fn stream_log(
+    path: PathBuf,
+    options: LogOptions,
+    follow: Option<(Runtime, String)>,
+    tx: mpsc::Sender<std::io::Result<axum::body::Bytes>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut limit = ByteLimit::new(options.limit_bytes);
+    let send = |lines: Vec<LogLine>, limit: &mut ByteLimit| {
+        let mut out = Vec::new();
+        for l in &lines {
+            out.extend_from_slice(limit.take(&logs::render(l, options.timestamps)));
+            if limit.exhausted() {
+                break;
+            }
+        }
+        out
+    };
+    // The live file is opened first, so that a rotation while the older files are read
+    // loses nothing: the opened handle still reads the rotated file to its end.
+    let mut live = tokio::fs::File::open(&path).await.ok();
+    let mut lines = Vec::new();
+    for f in logs::run_files(&path) {
+        if f == path {
+            break;
+        }
+        if let Ok(bytes) = tokio::fs::read(&f).await {
+            lines.extend(logs::parse_lines(&bytes).0);
+        }
+    }
+    let mut pending = Vec::new();
+    if let Some(file) = live.as_mut() {
+        let _ = file.read_to_end(&mut pending).await;
+        let (l, used) = logs::parse_lines(&pending);
+        lines.extend(l);
+        pending.drain(..used);
+    }
+    let first = send(logs::select(lines, &options), &mut limit);
+    if !first.is_empty() && tx.send(Ok(first.into())).await.is_err() {
+        return;
+    }
+    let Some((rt, id)) = follow else {
+        return;
+    };
+    let since_filter = LogOptions {
+        tail_lines: None,
+        ..options.clone()
+    };
+    let mut last_check = tokio::time::Instant::now();
+    let mut exited = false;
+    loop {
+        if limit.exhausted() || tx.is_closed() {
+            return;
+        }
+        let mut chunk = Vec::new();
+        if let Some(file) = live.as_mut() {
+            let _ = file.read_to_end(&mut chunk).await;
+        }
+        if !chunk.is_empty() {
+            pending.extend_from_slice(&chunk);
+            let (l, used) = logs::parse_lines(&pending);
+            pending.drain(..used);
+            let out = send(logs::select(l, &since_filter), &mut limit);
+            if !out.is_empty() && tx.send(Ok(out.into())).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if exited {
+            return;
+        }
+        // At the end of the open file: a rotation means the live file is a new one.
+        if let Some(reopened) = rotated_away(&path, live.as_ref()).await {
+            live = reopened;
+            pending.clear();
+            continue;
+        }
+        if last_check.elapsed() >= Duration::from_millis(500) {
+            last_check = tokio::time::Instant::now();
+            let running = match rt.task_state(&id).await {
+                Ok(Some((running, _))) => running,
+                Ok(None) => false,
+                // containerd not answering is not the container's end.
+                Err(e) => !e.is_not_found(),
+            };
+            if !running {
+                // The log pump may still be writing the last output; read once more.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                exited = true;
+                continue;
+            }
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+/// The live file anew when the open handle is no longer it (rotated, or created since).
+async fn rotated_away(
+    path: &Path,
+    open: Option<&tokio::fs::File>,
+) -> Option<Option<tokio::fs::File>> {
+    use std::os::unix::fs::MetadataExt;
+    let current = tokio::fs::metadata(path).await.ok()?;
+    if let Some(f) = open {
+        let meta = f.metadata().await.ok()?;
+        if meta.ino() == current.ino() && meta.dev() == current.dev() {
+            return None;
+        }
+    }
+    Some(tokio::fs::File::open(path).await.ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,5 +976,64 @@ mod tests {
         );
         assert_eq!(parse_resize(b"{}"), None);
         assert_eq!(parse_resize(b"junk"), None);
+    }
+
+    fn with_status(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "main"}]},
+            "status": {"containerStatuses": [status]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn log_requests_read_the_run_kubernetes_would() {
+        let running = with_status(json!({
+            "name": "main", "image": "x", "imageID": "", "ready": true, "restartCount": 2,
+            "containerID": "containerd://abc",
+            "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 1, "containerID": "containerd://old"}},
+        }));
+        assert_eq!(
+            log_target(&running, "main", false),
+            Ok(LogTarget {
+                run: 2,
+                running: Some("abc".into())
+            })
+        );
+        assert_eq!(
+            log_target(&running, "main", true),
+            Ok(LogTarget {
+                run: 1,
+                running: None
+            })
+        );
+        // In back-off the run that just ended is both the current and the previous one.
+        let crashing = with_status(json!({
+            "name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "containerID": "containerd://d"}},
+        }));
+        assert_eq!(log_target(&crashing, "main", false).unwrap().run, 3);
+        assert_eq!(log_target(&crashing, "main", true).unwrap().run, 3);
+        let fresh = with_status(json!({
+            "name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"running": {}}, "lastState": {},
+        }));
+        assert_eq!(
+            log_target(&fresh, "main", true).unwrap_err(),
+            "previous terminated container \"main\" in pod \"web\" not found"
+        );
+        let pulling = with_status(json!({
+            "name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff"}},
+        }));
+        assert!(log_target(&pulling, "main", false)
+            .unwrap_err()
+            .contains("trying and failing to pull image"));
+        assert!(log_target(&pulling, "side", false)
+            .unwrap_err()
+            .contains("is not available"));
     }
 }

@@ -48,7 +48,16 @@ pub fn ensure_images() -> Result<()> {
 
 /// Runs `ctr` in a namespace and returns its stdout.
 pub fn ctr(namespace: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new("ctr")
+    ctr_at(None, namespace, args)
+}
+
+/// Runs `ctr` against the containerd at `address` (the machine's when `None`).
+pub fn ctr_at(address: Option<&Path>, namespace: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("ctr");
+    if let Some(a) = address {
+        cmd.arg("--address").arg(a);
+    }
+    let out = cmd
         .arg("-n")
         .arg(namespace)
         .args(args)
@@ -107,11 +116,24 @@ pub struct KubeletNode {
     child: Option<Child>,
     spawner: Spawner,
     extra_args: Vec<String>,
+    containerd: Option<PathBuf>,
+    kubeconfig: PathBuf,
 }
 
 impl KubeletNode {
     /// Starts a kubelet registered as a unique node name beginning with `prefix`.
     pub fn start(cp: &ControlPlane, prefix: &str, extra_args: &[&str]) -> Result<KubeletNode> {
+        Self::start_on(cp, prefix, extra_args, None)
+    }
+
+    /// Starts a kubelet like [`KubeletNode::start`], on the containerd listening at
+    /// `containerd` (a socket path) instead of the machine's.
+    pub fn start_on(
+        cp: &ControlPlane,
+        prefix: &str,
+        extra_args: &[&str],
+        containerd: Option<&Path>,
+    ) -> Result<KubeletNode> {
         let tag = format!("{:08x}", rand::random::<u32>());
         let dir = tempfile::Builder::new()
             .prefix("skiff-kubelet-")
@@ -130,6 +152,8 @@ impl KubeletNode {
             child: None,
             spawner: Spawner::new()?,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            containerd: containerd.map(Path::to_path_buf),
+            kubeconfig: cp.kubeconfig().to_path_buf(),
         };
         let conf_dir = node.conf_dir();
         std::fs::create_dir_all(&conf_dir)?;
@@ -153,8 +177,29 @@ impl KubeletNode {
         )?;
         cp.write_kubeconfig(0)?;
         let mut node = node;
-        node.spawn(cp.kubeconfig())?;
+        node.spawn()?;
         Ok(node)
+    }
+
+    /// The kubelet's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the kubelet (SIGKILL, as a crash); its pods keep running.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts the kubelet again after [`KubeletNode::stop`], with the same settings.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Runs `ctr` in this node's containerd namespace.
+    pub fn ctr(&self, args: &[&str]) -> Result<String> {
+        ctr_at(self.containerd.as_deref(), &self.namespace, args)
     }
 
     fn conf_dir(&self) -> PathBuf {
@@ -171,7 +216,8 @@ impl KubeletNode {
         self.dir.path().join("root")
     }
 
-    fn spawn(&mut self, kubeconfig: &Path) -> Result<()> {
+    fn spawn(&mut self) -> Result<()> {
+        let kubeconfig = self.kubeconfig.clone();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -196,6 +242,11 @@ impl KubeletNode {
             .arg("--address=127.0.0.1")
             .arg("--port=0")
             .args(&self.extra_args)
+            .args(
+                self.containerd
+                    .iter()
+                    .map(|c| format!("--container-runtime-endpoint=unix://{}", c.display())),
+            )
             .env(
                 "SKIFF_LOG",
                 std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
@@ -221,13 +272,15 @@ impl KubeletNode {
                 .map(str::to_string)
                 .collect()
         };
-        let containers = lines(ctr(&self.namespace, &["containers", "ls", "-q"])?);
-        let tasks: Vec<String> = ctr(&self.namespace, &["tasks", "ls"])?
+        let containers = lines(self.ctr(&["containers", "ls", "-q"])?);
+        let tasks: Vec<String> = self
+            .ctr(&["tasks", "ls"])?
             .lines()
             .skip(1)
             .filter_map(|l| l.split_whitespace().next().map(str::to_string))
             .collect();
-        let active_snapshots: Vec<String> = ctr(&self.namespace, &["snapshots", "ls"])?
+        let active_snapshots: Vec<String> = self
+            .ctr(&["snapshots", "ls"])?
             .lines()
             .skip(1)
             .filter(|l| l.split_whitespace().nth(2) == Some("Active"))
@@ -278,6 +331,8 @@ impl Drop for KubeletNode {
         }
         self.kill();
         let ns = self.namespace.clone();
+        let address = self.containerd.clone();
+        let ctr = |ns: &str, args: &[&str]| ctr_at(address.as_deref(), ns, args);
         let quiet = |args: &[&str]| {
             let _ = ctr(&ns, args);
         };
@@ -328,7 +383,7 @@ impl Drop for KubeletNode {
                 quiet(&["content", "rm", d]);
             }
         }
-        let _ = Command::new("ctr").args(["namespaces", "rm", &ns]).output();
+        let _ = ctr("default", &["namespaces", "rm", &ns]);
         for uid in list_dir(&self.root_dir().join("pods")) {
             for f in ["net", "ipc", "uts"] {
                 let p = self.root_dir().join("pods").join(&uid).join("ns").join(f);
@@ -339,5 +394,157 @@ impl Drop for KubeletNode {
             .args(["link", "del", &self.bridge])
             .output();
         let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&self.network));
+    }
+}
+
+/// A containerd of a test's own (its own root, state and socket, the CRI plugin off),
+/// which the test may restart without disturbing others. Dropping it stops it, its
+/// shims, and removes its directories.
+pub struct PrivateContainerd {
+    dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    spawner: Spawner,
+}
+
+impl PrivateContainerd {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Result<PrivateContainerd> {
+        // Under /var/lib, on the file system the machine's containerd uses for overlayfs.
+        let dir = PathBuf::from(format!(
+            "/var/lib/skiff-test-containerd-{:08x}",
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("config.toml"), config)?;
+        let mut c = PrivateContainerd {
+            log: dir.join("containerd.log"),
+            dir,
+            child: None,
+            spawner: Spawner::new()?,
+        };
+        c.spawn()?;
+        Ok(c)
+    }
+
+    /// Its socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = dying_with_parent(Path::new("/usr/bin/containerd"));
+        cmd.arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        self.child = Some(self.spawner.spawn(cmd)?);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ok = Command::new("ctr")
+                .arg("--address")
+                .arg(self.socket())
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("containerd did not answer: {}", tail(&self.log, 20));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Stops containerd (SIGKILL, as a crash); its shims and their containers keep
+    /// running. Dropping the guard starts it again to clean up.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts containerd again after [`PrivateContainerd::stop`].
+    pub fn start_again(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The pids of the shims this containerd started (they name its socket).
+    fn shims(&self) -> Vec<i32> {
+        let sock = self.socket().display().to_string();
+        list_dir(Path::new("/proc"))
+            .into_iter()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("containerd-shim") && c.contains(&sock)
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- containerd log tail ---\n{}", tail(&self.log, 40));
+        }
+        // The containers go through containerd, so that none outlives its shim.
+        if self.child.is_none() {
+            let _ = self.spawn();
+        }
+        let sock = self.socket();
+        let ctr = |ns: &str, args: &[&str]| ctr_at(Some(&sock), ns, args);
+        let namespaces = ctr("default", &["namespaces", "ls", "-q"]).unwrap_or_default();
+        for ns in namespaces.lines().filter(|l| !l.is_empty()) {
+            if let Ok(out) = ctr(ns, &["tasks", "ls", "-q"]) {
+                for id in out.lines().filter(|l| !l.is_empty()) {
+                    let _ = ctr(ns, &["tasks", "kill", "-s", "SIGKILL", id]);
+                    let _ = ctr(ns, &["tasks", "delete", "-f", id]);
+                }
+            }
+            if let Ok(out) = ctr(ns, &["containers", "ls", "-q"]) {
+                for id in out.lines().filter(|l| !l.is_empty()) {
+                    let _ = ctr(ns, &["containers", "rm", id]);
+                }
+            }
+        }
+        self.kill();
+        for pid in self.shims() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).output();
+        }
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut mounts: Vec<&str> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|m| m.starts_with(&self.dir.display().to_string()))
+                .collect();
+            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in mounts {
+                let _ = Command::new("umount").arg("-l").arg(m).output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
