@@ -207,7 +207,12 @@ pub fn plan(policy: &Policy, pods: &[PodState]) -> Vec<Step> {
 /// The revision name of a template: `<set>-<hash>`.
 pub fn revision_name(set: &StatefulSet) -> String {
     let spec = set.spec.clone().unwrap_or_default();
-    let collision = set.status.as_ref().and_then(|s| s.collision_count);
+    // A count of 0 is no collision: the hash must not change when status says 0.
+    let collision = set
+        .status
+        .as_ref()
+        .and_then(|s| s.collision_count)
+        .filter(|c| *c > 0);
     format!(
         "{}-{}",
         set.name(),
