@@ -1,6 +1,7 @@
 //! `skiff controller-manager` against a real control plane (a 3-member store and an
-//! apiserver, as processes): ReplicaSets, garbage collection (background, foreground,
-//! orphan, dangling owners) and namespace deletion.
+//! apiserver, as processes): ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs,
+//! CronJobs, garbage collection (background, foreground, orphan, dangling owners),
+//! namespace deletion, node IPAM and lifecycle, Endpoints and ServiceAccounts.
 //!
 //! No kubelet exists yet. Tests whose pods must become Ready run a simulated kubelet
 //! ([`SimulatedKubelet`]): a task that sets each pod's status to Running and Ready as a
