@@ -290,6 +290,91 @@ pub fn scale_down_old(
     target
 }
 
+/// One active ReplicaSet as [`proportional_sizes`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveSize {
+    /// spec.replicas.
+    pub replicas: i32,
+    /// Its `max-replicas` annotation: the Deployment's replicas plus surge when it was
+    /// last scaled.
+    pub max_replicas: Option<i32>,
+    /// Creation order (higher is newer).
+    pub age_rank: usize,
+}
+
+/// New sizes for a Deployment's active ReplicaSets when the Deployment is scaled
+/// mid-rollout (Kubernetes' proportional scaling in `scale`): the change up to
+/// `replicas + surge` is spread across them by their share of the total they were
+/// sized for, and the rounding leftover goes to the largest. `status_replicas` stands
+/// in for a missing annotation.
+pub fn proportional_sizes(
+    replicas: i32,
+    surge: i32,
+    status_replicas: i32,
+    sets: &[ActiveSize],
+) -> Vec<i32> {
+    let allowed = if replicas > 0 { replicas + surge } else { 0 };
+    let total: i32 = sets.iter().map(|s| s.replicas).sum();
+    let to_add = allowed - total;
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    // Largest first; ties: newest first when growing, oldest first when shrinking.
+    order.sort_by(|&a, &b| {
+        sets[b].replicas.cmp(&sets[a].replicas).then_with(|| {
+            if to_add > 0 {
+                sets[b].age_rank.cmp(&sets[a].age_rank)
+            } else {
+                sets[a].age_rank.cmp(&sets[b].age_rank)
+            }
+        })
+    });
+    let mut sizes: Vec<i32> = sets.iter().map(|s| s.replicas).collect();
+    if to_add == 0 || sets.is_empty() {
+        return sizes;
+    }
+    let mut added = 0;
+    for &i in &order {
+        let rs = sets[i];
+        if rs.replicas == 0 || to_add == added {
+            continue;
+        }
+        let fraction = if replicas == 0 {
+            -rs.replicas
+        } else {
+            let annotated = rs.max_replicas.unwrap_or(status_replicas).max(1);
+            let scaled =
+                f64::from(rs.replicas) * f64::from(replicas + surge) / f64::from(annotated);
+            scaled.round() as i32 - rs.replicas
+        };
+        let allowed_now = to_add - added;
+        let p = if to_add > 0 {
+            fraction.min(allowed_now)
+        } else {
+            fraction.max(allowed_now)
+        };
+        sizes[i] += p;
+        added += p;
+    }
+    let first = order[0];
+    sizes[first] = (sizes[first] + to_add - added).max(0);
+    sizes
+}
+
+fn max_replicas_annotation(rs: &ReplicaSet) -> Option<i32> {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MAX_REPLICAS))
+        .and_then(|v| v.parse().ok())
+}
+
+fn desired_replicas_annotation(rs: &ReplicaSet) -> Option<i32> {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DESIRED_REPLICAS))
+        .and_then(|v| v.parse().ok())
+}
+
 fn copied_annotations(d: &Deployment) -> BTreeMap<String, String> {
     d.metadata
         .annotations
@@ -541,6 +626,28 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action> {
                 Some(_) => {}
             }
         }
+    } else if is_scaling_event(new_rs.as_ref(), &old, replicas) {
+        // Scaled mid-rollout: spread the change over the active ReplicaSets first; the
+        // rollout goes on at the next sync.
+        let status_replicas = d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let mut active: Vec<&mut ReplicaSet> = old
+            .iter_mut()
+            .chain(new_rs.iter_mut())
+            .filter(|r| spec_replicas(r) > 0)
+            .collect();
+        let sized: Vec<ActiveSize> = active
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ActiveSize {
+                replicas: spec_replicas(r),
+                max_replicas: max_replicas_annotation(r),
+                age_rank: i,
+            })
+            .collect();
+        let sizes = proportional_sizes(replicas, surge, status_replicas, &sized);
+        for (rs, size) in active.iter_mut().zip(sizes) {
+            **rs = sync.scale(rs, size, surge).await?;
+        }
     } else {
         let all_spec: i32 =
             old.iter().map(spec_replicas).sum::<i32>() + new_rs.as_ref().map_or(0, spec_replicas);
@@ -631,6 +738,20 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action> {
         progress_reason,
     )
     .await
+}
+
+/// Whether the Deployment was scaled since its active ReplicaSets were last sized
+/// (Kubernetes' `isScalingEvent`), while more than one of them is active.
+fn is_scaling_event(new_rs: Option<&ReplicaSet>, old: &[ReplicaSet], replicas: i32) -> bool {
+    let active: Vec<&ReplicaSet> = old
+        .iter()
+        .chain(new_rs)
+        .filter(|r| spec_replicas(r) > 0)
+        .collect();
+    active.len() > 1
+        && active
+            .iter()
+            .any(|r| desired_replicas_annotation(r).is_some_and(|d| d != replicas))
 }
 
 async fn create_new(
@@ -897,6 +1018,37 @@ fn keep_times(cond: &mut Value, prev: Option<&k8s_openapi::api::apps::v1::Deploy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn active_size(replicas: i32, max: i32, age_rank: usize) -> ActiveSize {
+        ActiveSize {
+            replicas,
+            max_replicas: Some(max),
+            age_rank,
+        }
+    }
+
+    #[test]
+    fn scaling_mid_rollout_is_proportional() {
+        // Kubernetes' docs example: 10 replicas, maxSurge 3, mid-rollout with 8 old
+        // and 5 new; scaled to 15: the 5 extra go 3 to the old, 2 to the new.
+        let sets = [active_size(8, 13, 0), active_size(5, 13, 1)];
+        assert_eq!(proportional_sizes(15, 3, 13, &sets), vec![11, 7]);
+        // Scaled down to 5: both shrink by their share.
+        assert_eq!(proportional_sizes(5, 3, 13, &sets), vec![5, 3]);
+        // To zero: everything goes.
+        assert_eq!(proportional_sizes(0, 3, 13, &sets), vec![0, 0]);
+        // Nothing to add: unchanged.
+        assert_eq!(proportional_sizes(10, 3, 13, &sets), vec![8, 5]);
+        // Rounding leftovers go to the largest.
+        let three = [
+            active_size(1, 3, 0),
+            active_size(1, 3, 1),
+            active_size(1, 3, 2),
+        ];
+        let sizes = proportional_sizes(4, 0, 3, &three);
+        assert_eq!(sizes.iter().sum::<i32>(), 4);
+        assert_eq!(sizes, vec![1, 1, 2], "ties grow the newest first");
+    }
 
     #[test]
     fn percentages_round_like_kubernetes() {

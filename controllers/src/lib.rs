@@ -10,12 +10,16 @@
 //! - [`informer`]: one watch and cache per kind, shared by the controllers.
 //! - [`replicaset`]: keeps `replicas` pods per ReplicaSet.
 //! - [`deployment`]: rolls Deployments from ReplicaSet to ReplicaSet, with revisions.
+//! - [`job`]: runs pods to completion, with back-off and deadlines.
+//! - [`cronjob`] (over [`cron`]): Jobs on a schedule.
 //! - [`garbage_collector`]: deletes dependents whose owners are gone; foreground and
 //!   orphan deletion.
 //! - [`namespace`]: empties a Terminating namespace, then lets it go.
 //! - [`node_ipam`]: a podCIDR for each Node from `--cluster-cidr`.
 //! - [`node_lifecycle`]: Unknown nodes, condition taints and NoExecute eviction.
 //! - [`endpoints`]: Endpoints and EndpointSlices for Services with selectors.
+//! - [`daemonset`]: one pod per eligible node.
+//! - [`statefulset`]: pods with stable names and ordinals, and their claims.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`events`], [`expectations`], [`pods`]: what controllers share.
 //!
@@ -25,6 +29,9 @@
 //! Kubernetes' sample-controller: it reads current state from caches and acts
 //! idempotently.
 
+pub mod cron;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod error;
@@ -32,6 +39,7 @@ pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
+pub mod job;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
@@ -41,6 +49,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod selection;
 pub mod serviceaccount;
+pub mod statefulset;
 
 pub use error::{Error, Result};
 pub use manager::{run, Config};

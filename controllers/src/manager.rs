@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, Resource};
 use rand::Rng;
@@ -24,8 +25,8 @@ use crate::informer::Informer;
 use crate::metrics::{self, Metrics};
 use crate::selection::Selection;
 use crate::{
-    deployment, endpoints, garbage_collector, namespace, node_ipam, node_lifecycle, replicaset,
-    serviceaccount, Error, Result,
+    cronjob, daemonset, deployment, endpoints, garbage_collector, job, namespace, node_ipam,
+    node_lifecycle, replicaset, serviceaccount, statefulset, Error, Result,
 };
 
 /// Everything `skiff controller-manager` is told by its flags.
@@ -332,6 +333,57 @@ async fn run_controllers(
             metrics.clone(),
             stopped(&stop),
         ));
+    }
+    if selection.is_enabled(statefulset::NAME) {
+        let (c, ctx) = statefulset::controller(&client, &mut pods);
+        tasks.spawn(run_controller(
+            statefulset::NAME,
+            c.workers(5),
+            statefulset::reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+    }
+    if selection.is_enabled(job::NAME) {
+        let ttl = selection.is_enabled("ttl-after-finished-controller");
+        let (c, ctx) = job::controller(&client, &mut pods, ttl);
+        tasks.spawn(run_controller(
+            job::NAME,
+            c.workers(5),
+            job::reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+    }
+    if selection.is_enabled(cronjob::NAME) {
+        let mut jobs = Informer::new(Api::<Job>::all(client.clone()), Default::default());
+        let (c, ctx) = cronjob::controller(&client, &mut jobs);
+        tasks.spawn(run_controller(
+            cronjob::NAME,
+            c.workers(5),
+            cronjob::reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+        tasks.spawn(jobs.run(stopped(&stop)));
+    }
+    let mut nodes = Informer::new(Api::<Node>::all(client.clone()), Default::default());
+    if selection.is_enabled(daemonset::NAME) {
+        let (c, ctx) = daemonset::controller(&client, &mut pods, &mut nodes);
+        tasks.spawn(run_controller(
+            daemonset::NAME,
+            c.workers(2),
+            daemonset::reconcile,
+            ctx,
+            metrics.clone(),
+            stopped(&stop),
+        ));
+    }
+    if nodes.is_used() {
+        tasks.spawn(nodes.run(stopped(&stop)));
     }
     if pods.is_used() {
         tasks.spawn(pods.run(stopped(&stop)));

@@ -55,21 +55,31 @@ pub const KNOWN: &[Known] = &[
     Known {
         name: "statefulset-controller",
         alias: "statefulset",
-        built: false,
+        built: true,
     },
     Known {
         name: "daemonset-controller",
         alias: "daemonset",
-        built: false,
+        built: true,
     },
     Known {
         name: "job-controller",
         alias: "job",
-        built: false,
+        built: true,
     },
     Known {
         name: "cronjob-controller",
         alias: "cronjob",
+        built: true,
+    },
+    Known {
+        name: "ttl-after-finished-controller",
+        alias: "ttl-after-finished",
+        built: true,
+    },
+    Known {
+        name: "horizontal-pod-autoscaler-controller",
+        alias: "horizontalpodautoscaling",
         built: false,
     },
     Known {
@@ -179,8 +189,14 @@ mod tests {
         assert!(s.is_enabled("replicaset"));
         assert!(s.is_enabled("replicaset-controller"));
         assert!(!s.is_enabled("garbage-collector-controller"));
-        assert!(!s.is_enabled("job"), "not built: never runs");
-        assert!(s.missing().contains(&"job-controller"));
+        assert!(s.is_enabled("cronjob"));
+        assert!(
+            !s.is_enabled("horizontalpodautoscaling"),
+            "not built: never runs"
+        );
+        assert!(s
+            .missing()
+            .contains(&"horizontal-pod-autoscaler-controller"));
     }
 
     #[test]
@@ -196,8 +212,8 @@ mod tests {
     fn unknown_or_unbuilt_names_are_refused() {
         let e = Selection::parse("*,frobnicator").unwrap_err();
         assert!(e.to_string().contains("frobnicator"), "{e}");
-        let e = Selection::parse("job").unwrap_err();
+        let e = Selection::parse("horizontalpodautoscaling").unwrap_err();
         assert!(e.to_string().contains("not built"), "{e}");
-        assert!(Selection::parse("-job").is_ok());
+        assert!(Selection::parse("-horizontalpodautoscaling").is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! `skiff controller-manager` against a real control plane (a 3-member store and an
-//! apiserver, as processes): ReplicaSets, garbage collection (background, foreground,
-//! orphan, dangling owners) and namespace deletion.
+//! apiserver, as processes): ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs,
+//! CronJobs, garbage collection (background, foreground, orphan, dangling owners),
+//! namespace deletion, node IPAM and lifecycle, Endpoints and ServiceAccounts.
 //!
 //! No kubelet exists yet. Tests whose pods must become Ready run a simulated kubelet
 //! ([`SimulatedKubelet`]): a task that sets each pod's status to Running and Ready as a
@@ -1303,6 +1304,519 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_are_replac
         .await?;
     eventually("n1 untainted", TIMEOUT, || async {
         Ok(taint_keys(&nodes.get("n1").await?).is_empty().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+// ---- StatefulSet, DaemonSet, Job, CronJob ----
+
+const STATEFULSET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  replicas: 3
+  serviceName: db
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - name: db
+        image: busybox:1.36
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+/// What a watch on a StatefulSet's pods saw: names in the order they appeared and
+/// disappeared, and any pod that appeared while a lower ordinal was not Ready.
+#[derive(Default)]
+struct OrdinalLog {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    early: Vec<String>,
+    synced: bool,
+}
+
+fn ordinal(name: &str) -> i32 {
+    name.rsplit('-')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn record_ordinals(
+    pods: Api<Pod>,
+    selector: &str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<OrdinalLog>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(OrdinalLog::default()));
+    let mut events = watcher::watcher(pods, watcher::Config::default().labels(selector));
+    let task = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut live: BTreeMap<i32, (String, bool)> = BTreeMap::new();
+            while let Some(e) = events.next().await {
+                let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                match e {
+                    Ok(Event::InitDone) => l.synced = true,
+                    Ok(Event::InitApply(p)) => {
+                        live.insert(
+                            ordinal(p.name()),
+                            (p.uid().unwrap_or("").into(), is_ready(&p)),
+                        );
+                    }
+                    Ok(Event::Apply(p)) => {
+                        let o = ordinal(p.name());
+                        let uid = p.uid().unwrap_or("").to_string();
+                        let fresh = live.get(&o).is_none_or(|(u, _)| *u != uid);
+                        if fresh {
+                            l.created.push(p.name().to_string());
+                            if o > 0 && !live.get(&(o - 1)).is_some_and(|(_, r)| *r) {
+                                l.early.push(p.name().to_string());
+                            }
+                        }
+                        live.insert(
+                            o,
+                            (uid, is_ready(&p) && p.metadata.deletion_timestamp.is_none()),
+                        );
+                    }
+                    Ok(Event::Delete(p)) => {
+                        live.remove(&ordinal(p.name()));
+                        l.deleted.push(p.name().to_string());
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    (log, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_creates_in_ordinal_order_updates_and_deletes_from_the_highest_with_simulated_kubelet(
+) -> Result<()> {
+    use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let (cp, _cm, client) = setup().await?;
+    let _kubelet = SimulatedKubelet::start(&client);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (log, recorder) = record_ordinals(pods.clone(), "app=db");
+    eventually("pod watch listed", TIMEOUT, || async {
+        Ok(log.lock().unwrap().synced.then_some(()))
+    })
+    .await?;
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], STATEFULSET)?;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    let status_is = |ready: i32, updated: i32| {
+        let sets = sets.clone();
+        move || {
+            let sets = sets.clone();
+            async move {
+                let s = sets.get("db").await?.status.unwrap_or_default();
+                Ok((s.ready_replicas == Some(ready)
+                    && s.updated_replicas == Some(updated)
+                    && s.replicas == ready
+                    && s.current_revision == s.update_revision)
+                    .then_some(s))
+            }
+        }
+    };
+    let first = eventually("3 ready pods", Duration::from_secs(120), status_is(3, 3)).await?;
+    {
+        let l = log.lock().unwrap();
+        ensure!(
+            l.created == ["db-0", "db-1", "db-2"],
+            "creation order {:?}",
+            l.created
+        );
+        ensure!(
+            l.early.is_empty(),
+            "created before the previous was Ready: {:?}",
+            l.early
+        );
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    for i in 0..3 {
+        claims.get(&format!("data-db-{i}")).await?;
+    }
+    let p0 = pods.get("db-0").await?;
+    let spec = p0.spec.clone().unwrap_or_default();
+    ensure!(spec.hostname.as_deref() == Some("db-0") && spec.subdomain.as_deref() == Some("db"));
+    ensure!(
+        p0.labels().get("controller-revision-hash") == first.update_revision.as_ref(),
+        "{:?}",
+        p0.labels()
+    );
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), "default");
+    revisions
+        .get(first.update_revision.as_deref().unwrap_or(""))
+        .await?;
+
+    // A rolling update replaces pods from the highest ordinal down.
+    log.lock().unwrap().created.clear();
+    cp.kubectl_ok(&["set", "image", "statefulset/db", "db=busybox:1.37"])?;
+    let second = eventually("3 updated ready pods", Duration::from_secs(120), || async {
+        let s = sets.get("db").await?.status.unwrap_or_default();
+        Ok((s.updated_replicas == Some(3)
+            && s.ready_replicas == Some(3)
+            && s.current_revision == s.update_revision
+            && s.update_revision != first.update_revision)
+            .then_some(s))
+    })
+    .await?;
+    ensure!(second.current_replicas == Some(3));
+    {
+        let mut l = log.lock().unwrap();
+        ensure!(
+            l.deleted == ["db-2", "db-1", "db-0"],
+            "update order {:?}",
+            l.deleted
+        );
+        l.deleted.clear();
+    }
+
+    // Scale down: the highest ordinal first, ordinal 0 last.
+    cp.kubectl_ok(&["scale", "statefulset/db", "--replicas=0"])?;
+    eventually("all pods gone", Duration::from_secs(120), || async {
+        Ok(pods
+            .list(&ListParams::default().labels("app=db"))
+            .await?
+            .items
+            .is_empty()
+            .then_some(()))
+    })
+    .await?;
+    let l = log.lock().unwrap();
+    ensure!(
+        l.deleted == ["db-2", "db-1", "db-0"],
+        "deletion order {:?}",
+        l.deleted
+    );
+    recorder.abort();
+    Ok(())
+}
+
+const DAEMONSET: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      containers:
+      - name: agent
+        image: busybox:1.36
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_skips_a_tainted_node_covers_a_cordoned_one_and_a_node_added_later_with_simulated_kubelet(
+) -> Result<()> {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::Taint;
+    let cp = ControlPlane::start(1).await?;
+    // Without Lease renewers the node lifecycle controller would taint every node.
+    let _cm = ControllerManager::start(&cp, &["--controllers=*,-nodelifecycle"]).await?;
+    let _scheduler = SchedulerProcess::start(cp.kubeconfig(), cp.dir(), "ds", &[]).await?;
+    let client = Client::new(&cp.url(0))?;
+    let _kubelet = SimulatedKubelet::start(&client);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let taint = |key: &str| Taint {
+        key: key.into(),
+        effect: "NoSchedule".into(),
+        ..Taint::default()
+    };
+    for (name, taints) in [
+        ("plain", vec![]),
+        ("dedicated", vec![taint("dedicated")]),
+        ("cordoned", vec![taint("node.kubernetes.io/unschedulable")]),
+    ] {
+        let mut n = ready_node(name, "4", "8Gi", "110");
+        if let Some(spec) = n.spec.as_mut() {
+            spec.taints = Some(taints);
+            spec.unschedulable = (name == "cordoned").then_some(true);
+        }
+        nodes.create(&PostParams::default(), &n).await?;
+    }
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], DAEMONSET)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let placed = |want: usize| {
+        let pods = pods.clone();
+        move || {
+            let pods = pods.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels("app=agent"))
+                    .await?
+                    .items;
+                let mut on: Vec<String> = list
+                    .iter()
+                    .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+                    .collect();
+                on.sort();
+                Ok(
+                    (list.len() == want && on.len() == want && list.iter().all(is_ready))
+                        .then_some(on),
+                )
+            }
+        }
+    };
+    let on = eventually("daemon pods bound on 2 nodes", TIMEOUT, placed(2)).await?;
+    ensure!(on == ["cordoned", "plain"], "{on:?}");
+    nodes
+        .create(
+            &PostParams::default(),
+            &ready_node("late", "4", "8Gi", "110"),
+        )
+        .await?;
+    let on = eventually("a daemon pod on the new node", TIMEOUT, placed(3)).await?;
+    ensure!(on == ["cordoned", "late", "plain"], "{on:?}");
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    eventually("status counts 3 nodes", TIMEOUT, || async {
+        let s = sets.get("agent").await?.status.unwrap_or_default();
+        Ok((s.desired_number_scheduled == 3
+            && s.current_number_scheduled == 3
+            && s.number_ready == 3
+            && s.updated_number_scheduled == Some(3)
+            && s.number_available == Some(3))
+        .then_some(()))
+    })
+    .await?;
+    let pod = pods
+        .list(&ListParams::default().labels("app=agent"))
+        .await?
+        .items;
+    let tolerations = pod[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
+    ensure!(
+        tolerations.iter().any(
+            |t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")
+                && t.effect.as_deref() == Some("NoExecute")
+                && t.toleration_seconds.is_none()
+        ),
+        "{tolerations:?}"
+    );
+    Ok(())
+}
+
+/// Plays a kubelet whose containers all exit 1: every pod of the Job is reported
+/// Failed with a terminated container, as a kubelet would. Stops on drop.
+struct FailingKubelet {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FailingKubelet {
+    fn start(pods: Api<Pod>, selector: &str) -> FailingKubelet {
+        let mut events =
+            watcher::watcher(pods.clone(), watcher::Config::default().labels(selector));
+        let task = tokio::spawn(async move {
+            while let Some(e) = events.next().await {
+                let pod = match e {
+                    Ok(Event::InitApply(p) | Event::Apply(p)) => p,
+                    _ => continue,
+                };
+                let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+                if phase.as_deref() == Some("Failed") || pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let now = jiff::Timestamp::now().to_string();
+                let status = json!({"status": {
+                    "phase": "Failed",
+                    "startTime": now,
+                    "containerStatuses": [{
+                        "name": "work", "image": "busybox", "imageID": "", "ready": false,
+                        "restartCount": 0,
+                        "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                 "startedAt": now, "finishedAt": now}},
+                    }],
+                }});
+                let _ = pods
+                    .patch_status(pod.name(), &PatchParams::default(), &Patch::Merge(status))
+                    .await;
+            }
+        });
+        FailingKubelet { task }
+    }
+}
+
+impl Drop for FailingKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const FAILING_JOB: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: flaky
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox:1.36
+        command: ["false"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_retries_failed_pods_with_back_off_until_the_backoff_limit_then_fails_with_failing_test_kubelet(
+) -> Result<()> {
+    use k8s_openapi::api::batch::v1::Job;
+    let (cp, _cm, client) = setup().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _kubelet = FailingKubelet::start(pods.clone(), "job-name=flaky");
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], FAILING_JOB)?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    // Back-off 10 s then 20 s: three pods take at least 30 s.
+    let job = eventually("the Job failed", Duration::from_secs(180), || async {
+        let j = jobs.get("flaky").await?;
+        let failed = j
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.type_ == "Failed" && c.status == "True")
+            })
+            .cloned();
+        Ok(failed.map(|c| (j, c)))
+    })
+    .await?;
+    let (job, cond) = job;
+    ensure!(
+        cond.reason.as_deref() == Some("BackoffLimitExceeded"),
+        "{cond:?}"
+    );
+    let status = job.status.unwrap_or_default();
+    ensure!(
+        status.failed == Some(3) && status.active.unwrap_or(0) == 0,
+        "{status:?}"
+    );
+    let mut list = pods
+        .list(&ListParams::default().labels("job-name=flaky"))
+        .await?
+        .items;
+    ensure!(list.len() == 3, "{} pods", list.len());
+    list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    for p in &list {
+        let labels = p.labels();
+        ensure!(
+            labels.get("batch.kubernetes.io/controller-uid") == job.metadata.uid.as_ref()
+                && labels.get("controller-uid") == job.metadata.uid.as_ref(),
+            "{labels:?}"
+        );
+    }
+    // Each retry waited at least its back-off after the failure before it (10 s, 20 s);
+    // a slow machine only lengthens the gaps.
+    let created = |p: &Pod| {
+        p.metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second())
+    };
+    let gap1 = created(&list[1]) - created(&list[0]);
+    let gap2 = created(&list[2]) - created(&list[1]);
+    ensure!(
+        gap1 >= 9 && gap2 >= 19,
+        "retries came after {gap1} s and {gap2} s"
+    );
+    Ok(())
+}
+
+const EVERY_MINUTE: &str = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+spec:
+  schedule: "* * * * *"
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: tick
+            image: busybox:1.36
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_every_minute_creates_a_job_named_for_its_minute_and_bad_schedules_are_rejected(
+) -> Result<()> {
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    let (cp, _cm, client) = setup().await?;
+    let bad = EVERY_MINUTE.replace("\"* * * * *\"", "\"61 * * * *\"");
+    let out = cp.kubectl_with_stdin(&["apply", "-f", "-"], &bad)?;
+    ensure!(!out.status.success(), "a bad schedule was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(err.contains("schedule"), "{err}");
+
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], EVERY_MINUTE)?;
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let cj = cronjobs.get("tick").await?;
+    let job = eventually("a Job within ~70 s", Duration::from_secs(100), || async {
+        let list = jobs.list(&ListParams::default()).await?.items;
+        Ok(list.into_iter().find(|j| {
+            j.controller_owner()
+                .is_some_and(|o| Some(o.uid.as_str()) == cj.uid())
+        }))
+    })
+    .await?;
+    let scheduled: jiff::Timestamp = job
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("batch.kubernetes.io/cronjob-scheduled-timestamp"))
+        .context("scheduled-timestamp annotation")?
+        .parse()?;
+    ensure!(scheduled.as_second() % 60 == 0, "{scheduled}");
+    ensure!(
+        job.name() == format!("tick-{}", scheduled.as_second() / 60),
+        "{}",
+        job.name()
+    );
+    eventually("status shows the Job", TIMEOUT, || async {
+        let s = cronjobs.get("tick").await?.status.unwrap_or_default();
+        let active = s
+            .active
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.name.as_deref() == Some(job.name()));
+        Ok((active && s.last_schedule_time.map(|t| t.0) == Some(scheduled)).then_some(()))
+    })
+    .await?;
+    // The Job controller runs it.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let selector = format!("job-name={}", job.name());
+    eventually("the Job's pod", TIMEOUT, || async {
+        Ok((!pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .is_empty())
+        .then_some(()))
     })
     .await?;
     Ok(())

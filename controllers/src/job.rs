@@ -1,0 +1,668 @@
+//! The Job controller: runs pods until `completions` succeed (or, without completions,
+//! until one succeeds and the rest stop), `parallelism` at a time; retries failures with
+//! exponential back-off (10 s doubling, capped at 6 minutes, as Kubernetes) until
+//! `backoffLimit` is exceeded; fails a Job active longer than `activeDeadlineSeconds`;
+//! and deletes a finished Job `ttlSecondsAfterFinished` later (Kubernetes' ttl-after-
+//! finished controller, done here).
+//!
+//! The pods carry the labels the apiserver defaults into the template
+//! (`batch.kubernetes.io/job-name`, `batch.kubernetes.io/controller-uid` and their
+//! legacy spellings). Counts come from the Job's pods, which are kept until the Job goes
+//! (as Kubernetes keeps them), and never decrease. Indexed completion mode and
+//! podFailurePolicy are not built: such Jobs get a Warning Event and are not run.
+//!
+//! What to do next is pure ([`decide`]); the reconcile reads the caches and acts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{json, Value};
+use skiff_client::controller::{Action, Controller};
+use skiff_client::{
+    Api, Client, DeleteParams, ObjectRef, Patch, PatchParams, PostParams, ResourceExt, Store,
+};
+
+use crate::events::{EventType, Recorder};
+use crate::expectations::{Expectations, Seen};
+use crate::informer::Informer;
+use crate::pods::{self, controller_ref};
+use crate::replicaset::{selector_of, BURST_REPLICAS};
+use crate::Result;
+
+/// The controller's name, as kube-controller-manager's.
+pub const NAME: &str = "job-controller";
+/// The first retry delay after a failed pod (Kubernetes' `DefaultJobPodFailureBackOff`).
+pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// The longest retry delay (Kubernetes documents six minutes).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(360);
+
+/// What the Job reconcile needs.
+pub struct Ctx {
+    client: Client,
+    pods: Store<Pod>,
+    recorder: Recorder,
+    expectations: Expectations,
+    // The ttl-after-finished controller is enabled.
+    ttl: bool,
+}
+
+/// Builds the controller, fed by the shared pod informer.
+/// `ttl` enables deleting finished Jobs after `ttlSecondsAfterFinished`.
+pub fn controller(
+    client: &Client,
+    pods: &mut Informer<Pod>,
+    ttl: bool,
+) -> (Controller<Job>, Arc<Ctx>) {
+    let c = Controller::new(Api::<Job>::all(client.clone()), Default::default());
+    let c = c.watches_stream(pods.subscribe(), |p: &Pod| {
+        p.controller_owner()
+            .filter(|o| o.kind == "Job" && o.api_version == "batch/v1")
+            .map(|o| ObjectRef::new(p.namespace(), &o.name))
+            .into_iter()
+            .collect()
+    });
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        pods: pods.store(),
+        recorder: Recorder::new(client.clone(), NAME),
+        expectations: Expectations::default(),
+        ttl,
+    });
+    (c, ctx)
+}
+
+/// The delay before the next pod after `failures` failures (Kubernetes'
+/// `getRemainingTime` back-off): 0, then 10 s, 20 s, 40 s, … at most [`BACKOFF_MAX`].
+pub fn backoff(failures: i32) -> Duration {
+    if failures <= 0 {
+        return Duration::ZERO;
+    }
+    let shift = (failures - 1).min(16) as u32;
+    BACKOFF_BASE.saturating_mul(1 << shift).min(BACKOFF_MAX)
+}
+
+/// A Job's state as [`decide`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// spec.parallelism (default 1).
+    pub parallelism: i32,
+    /// spec.completions; None for a work queue.
+    pub completions: Option<i32>,
+    /// spec.backoffLimit (default 6).
+    pub backoff_limit: i32,
+    /// Pods running or pending (not being deleted).
+    pub active: i32,
+    /// Pods that succeeded.
+    pub succeeded: i32,
+    /// Pods that failed, plus container restarts under restartPolicy OnFailure.
+    pub failed: i32,
+    /// Seconds since status.startTime.
+    pub running_for: Option<i64>,
+    /// spec.activeDeadlineSeconds.
+    pub active_deadline: Option<i64>,
+    /// Seconds since the newest failure.
+    pub since_last_failure: Option<i64>,
+    /// spec.suspend.
+    pub suspended: bool,
+}
+
+/// What the Job should do now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Fail it with this reason and message; active pods are deleted.
+    Fail(&'static str, &'static str),
+    /// It is complete.
+    Complete,
+    /// Create this many pods now.
+    Create(i32),
+    /// Delete this many active pods (parallelism lowered, or suspended).
+    Delete(i32),
+    /// Wait this long before creating more (back-off), or indefinitely (None).
+    Wait(Option<Duration>),
+}
+
+/// Kubernetes' `syncJob`, for the decisions this controller makes.
+pub fn decide(o: &Observed) -> Decision {
+    if o.failed > o.backoff_limit {
+        return Decision::Fail(
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        );
+    }
+    if let (Some(deadline), Some(ran)) = (o.active_deadline, o.running_for) {
+        if ran >= deadline {
+            return Decision::Fail(
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            );
+        }
+    }
+    let done = match o.completions {
+        Some(c) => o.succeeded >= c,
+        // A work queue is done once a pod succeeded and the others stopped.
+        None => o.succeeded > 0 && o.active == 0,
+    };
+    if done {
+        return Decision::Complete;
+    }
+    if o.suspended {
+        return if o.active > 0 {
+            Decision::Delete(o.active)
+        } else {
+            Decision::Wait(None)
+        };
+    }
+    let want = match o.completions {
+        Some(c) => o.parallelism.min(c - o.succeeded),
+        None if o.succeeded > 0 => 0,
+        None => o.parallelism,
+    }
+    .max(0);
+    if o.active > want {
+        return Decision::Delete(o.active - want);
+    }
+    if o.active == want {
+        return Decision::Wait(None);
+    }
+    if o.failed > 0 {
+        let wait = backoff(o.failed);
+        let since = o.since_last_failure.unwrap_or(i64::MAX);
+        if (since.max(0) as u64) < wait.as_secs() {
+            return Decision::Wait(Some(wait - Duration::from_secs(since.max(0) as u64)));
+        }
+    }
+    Decision::Create(want - o.active)
+}
+
+/// When a finished pod finished: its containers' latest finishedAt, else the time its
+/// Ready condition last changed, else its creation.
+fn finished_at(p: &Pod) -> Option<jiff::Timestamp> {
+    let status = p.status.as_ref();
+    let from_containers = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+                .map(|t| t.0)
+                .max()
+        });
+    from_containers
+        .or_else(|| {
+            status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0)
+        })
+        .or_else(|| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+fn has_condition(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// The time a finished Job finished: its completionTime or its terminal condition.
+fn finish_time(job: &Job) -> Option<jiff::Timestamp> {
+    let s = job.status.as_ref()?;
+    if let Some(t) = s.completion_time.as_ref() {
+        return Some(t.0);
+    }
+    s.conditions
+        .as_ref()?
+        .iter()
+        .find(|c| (c.type_ == "Failed" || c.type_ == "Complete") && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+}
+
+/// Whether a Job has finished (Complete or Failed).
+pub fn is_finished(job: &Job) -> bool {
+    has_condition(job, "Complete") || has_condition(job, "Failed")
+}
+
+/// The pod a Job creates from its template.
+pub fn new_pod(job: &Job) -> Pod {
+    let template = job.spec.clone().unwrap_or_default().template;
+    let meta = template.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", job.name())),
+            namespace: job.namespace().map(str::to_string),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![controller_ref(job)]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+fn condition(type_: &str, reason: &str, message: &str, now: &str) -> Value {
+    json!({
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": now,
+        "lastTransitionTime": now,
+    })
+}
+
+/// TTL-after-finished: delete the Job (and, in the background, its pods) once `ttl`
+/// has passed since it finished.
+async fn expire(job: &Job, ctx: &Ctx, now: jiff::Timestamp) -> Result<Action> {
+    let Some(ttl) = job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) else {
+        return Ok(Action::await_change());
+    };
+    let finished = finish_time(job).unwrap_or(now);
+    let left = finished.as_second() + i64::from(ttl) - now.as_second();
+    if left > 0 {
+        return Ok(Action::requeue(Duration::from_secs(left.unsigned_abs())));
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), job.namespace().unwrap_or(""));
+    let dp = DeleteParams {
+        propagation_policy: Some(skiff_client::PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match api.delete(job.name(), &dp).await {
+        Ok(_) => {
+            tracing::info!(job = %ObjectRef::from_obj(job), "deleted a finished Job after its TTL");
+            Ok(Action::await_change())
+        }
+        Err(e) if e.is_not_found() => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One reconcile of one Job; see the module docs.
+pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
+    let key = ObjectRef::from_obj(job.as_ref());
+    let ns = job.namespace().unwrap_or("").to_string();
+    let uid = job.uid().unwrap_or("").to_string();
+    let now = jiff::Timestamp::now();
+    if job.metadata.deletion_timestamp.is_some() {
+        ctx.expectations.forget(&key);
+        return Ok(Action::await_change());
+    }
+    if is_finished(&job) {
+        if !ctx.ttl {
+            return Ok(Action::await_change());
+        }
+        return expire(&job, &ctx, now).await;
+    }
+    let spec = job.spec.clone().unwrap_or_default();
+    if spec.completion_mode.as_deref() == Some("Indexed") || spec.pod_failure_policy.is_some() {
+        ctx.recorder.publish(
+            job.as_ref(),
+            EventType::Warning,
+            "NotSupported",
+            "skiff's job controller does not run Indexed Jobs or podFailurePolicy yet",
+        );
+        return Ok(Action::await_change());
+    }
+    let selector = match selector_of(spec.selector.as_ref()) {
+        Ok(s) => s,
+        Err(message) => {
+            ctx.recorder.publish(
+                job.as_ref(),
+                EventType::Warning,
+                "InvalidSelector",
+                &message,
+            );
+            return Ok(Action::await_change());
+        }
+    };
+    let owned: Vec<Arc<Pod>> = ctx
+        .pods
+        .list()
+        .into_iter()
+        .filter(|p| p.namespace() == Some(ns.as_str()))
+        .filter(|p| p.controller_owner().is_some_and(|o| o.uid == uid))
+        .filter(|p| selector.matches(p.labels()))
+        .collect();
+    let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    let succeeded_pods = owned
+        .iter()
+        .filter(|p| phase(p) == Some("Succeeded"))
+        .count() as i32;
+    let failed_pods: Vec<&Arc<Pod>> = owned
+        .iter()
+        .filter(|p| phase(p) == Some("Failed"))
+        .collect();
+    let on_failure = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        == Some("OnFailure");
+    let restarts: i32 = if on_failure {
+        active.iter().map(|p| pods::restarts(p)).sum()
+    } else {
+        0
+    };
+    let status = job.status.clone().unwrap_or_default();
+    // Counts never go down, even when a counted pod was removed meanwhile.
+    let succeeded = succeeded_pods.max(status.succeeded.unwrap_or(0));
+    let failed = (failed_pods.len() as i32).max(status.failed.unwrap_or(0));
+    let last_failure = failed_pods.iter().filter_map(|p| finished_at(p)).max();
+    let start = status.start_time.as_ref().map(|t| t.0);
+    let suspended = spec.suspend.unwrap_or(false);
+    let observed = Observed {
+        parallelism: spec.parallelism.unwrap_or(1),
+        completions: spec.completions,
+        backoff_limit: spec.backoff_limit.unwrap_or(6),
+        active: active.len() as i32,
+        succeeded,
+        failed: failed + restarts,
+        running_for: start.map(|s| now.as_second() - s.as_second()),
+        active_deadline: spec.active_deadline_seconds,
+        since_last_failure: last_failure.map(|t| now.as_second() - t.as_second()),
+        suspended,
+    };
+    let satisfied = ctx.expectations.satisfied(
+        &key,
+        |name| match ctx.pods.get(Some(&ns), name) {
+            Some(p) => Seen::Present {
+                uid: p.uid().unwrap_or("").to_string(),
+                deleting: p.metadata.deletion_timestamp.is_some(),
+            },
+            None => Seen::Absent,
+        },
+        |pod_uid| active.iter().any(|p| p.uid() == Some(pod_uid)),
+    );
+    let decision = decide(&observed);
+    let now_s = now.to_string();
+    let mut patch = json!({
+        "active": observed.active,
+        "succeeded": succeeded,
+        "failed": failed,
+        "ready": active.iter().filter(|p| pods::is_ready(p)).count(),
+    });
+    if start.is_none() && !suspended {
+        patch["startTime"] = json!(now_s);
+    }
+    let mut conditions: Vec<Value> = status
+        .conditions
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    let mut after = Action::await_change();
+    let mut result = Ok(());
+    match &decision {
+        Decision::Fail(reason, message) => {
+            result = delete_pods(&job, &ctx, &key, &active, active.len()).await;
+            conditions.push(condition("FailureTarget", reason, message, &now_s));
+            conditions.push(condition("Failed", reason, message, &now_s));
+            patch["active"] = json!(0);
+            ctx.recorder
+                .publish(job.as_ref(), EventType::Warning, reason, message);
+        }
+        Decision::Complete => {
+            conditions.push(condition(
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                &now_s,
+            ));
+            conditions.push(condition(
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                &now_s,
+            ));
+            patch["completionTime"] = json!(now_s);
+            ctx.recorder.publish(
+                job.as_ref(),
+                EventType::Normal,
+                "Completed",
+                "Job completed",
+            );
+        }
+        Decision::Create(n) if satisfied => {
+            result = create_pods(&job, &ctx, &key, (*n).min(BURST_REPLICAS as i32)).await;
+        }
+        Decision::Delete(n) if satisfied => {
+            // Pods not yet running go first.
+            let mut victims = active.clone();
+            victims.sort_by_key(|p| (phase(p) == Some("Running"), pods::is_ready(p)));
+            result = delete_pods(&job, &ctx, &key, &victims, *n as usize).await;
+        }
+        Decision::Wait(Some(d)) => after = Action::requeue(*d + Duration::from_millis(500)),
+        _ => {}
+    }
+    // Suspended Jobs say so; resumed ones say they are not.
+    let was_suspended = has_condition(&job, "Suspended");
+    if suspended != was_suspended && !matches!(decision, Decision::Fail(..) | Decision::Complete) {
+        conditions.retain(|c| c["type"] != "Suspended");
+        let (status_s, reason, message) = if suspended {
+            ("True", "JobSuspended", "Job suspended")
+        } else {
+            ("False", "JobResumed", "Job resumed")
+        };
+        conditions.push(
+            json!({"type": "Suspended", "status": status_s, "reason": reason,
+            "message": message, "lastProbeTime": now_s, "lastTransitionTime": now_s}),
+        );
+        if !suspended {
+            patch["startTime"] = json!(now_s);
+        }
+    }
+    patch["conditions"] = json!(conditions);
+    let current = json!({
+        "active": status.active.unwrap_or(0),
+        "succeeded": status.succeeded.unwrap_or(0),
+        "failed": status.failed.unwrap_or(0),
+        "ready": status.ready.unwrap_or(0),
+        "conditions": status
+            .conditions
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| serde_json::to_value(c).ok())
+            .collect::<Vec<_>>(),
+    });
+    let changed = patch
+        .as_object()
+        .is_some_and(|m| m.iter().any(|(k, v)| current.get(k).is_none_or(|c| c != v)));
+    if changed {
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        match api
+            .patch_status(
+                job.name(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": patch })),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    result?;
+    if let (Some(deadline), Some(ran)) = (observed.active_deadline, observed.running_for) {
+        let left = Duration::from_secs((deadline - ran).max(1).unsigned_abs());
+        after = match after {
+            Action::Requeue(d) => Action::requeue(d.min(left)),
+            Action::AwaitChange => Action::requeue(left),
+        };
+    }
+    if !satisfied && after == Action::await_change() {
+        after = Action::requeue(Duration::from_secs(30));
+    }
+    Ok(after)
+}
+
+async fn create_pods(job: &Job, ctx: &Ctx, key: &ObjectRef, n: i32) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), job.namespace().unwrap_or(""));
+    let pod = new_pod(job);
+    let pp = PostParams::default();
+    for batch in crate::replicaset::slow_start_batches(n.max(0) as usize) {
+        let results = join_all((0..batch).map(|_| api.create(&pp, &pod))).await;
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(p) => {
+                    ctx.expectations.expect_add(key, p.name());
+                    ctx.recorder.publish(
+                        job,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", p.name()),
+                    );
+                }
+                Err(e) => {
+                    ctx.recorder.publish(
+                        job,
+                        EventType::Warning,
+                        "FailedCreate",
+                        &format!("Error creating: {e}"),
+                    );
+                    failure = Some(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+async fn delete_pods(
+    job: &Job,
+    ctx: &Ctx,
+    key: &ObjectRef,
+    victims: &[&Arc<Pod>],
+    n: usize,
+) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), job.namespace().unwrap_or(""));
+    let results = join_all(victims.iter().take(n).map(|p| {
+        let api = api.clone();
+        async move { (p, api.delete(p.name(), &Default::default()).await) }
+    }))
+    .await;
+    let mut failure = None;
+    for (p, r) in results {
+        match r {
+            Ok(_) => {
+                ctx.expectations.expect_delete(key, p.uid().unwrap_or(""));
+                ctx.recorder.publish(
+                    job,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {}", p.name()),
+                );
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => failure = Some(e),
+        }
+    }
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(parallelism: i32, completions: Option<i32>) -> Observed {
+        Observed {
+            parallelism,
+            completions,
+            backoff_limit: 6,
+            active: 0,
+            succeeded: 0,
+            failed: 0,
+            running_for: Some(0),
+            active_deadline: None,
+            since_last_failure: None,
+            suspended: false,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_and_is_capped() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(2), Duration::from_secs(20));
+        assert_eq!(backoff(4), Duration::from_secs(80));
+        assert_eq!(backoff(10), BACKOFF_MAX);
+        assert_eq!(backoff(1000), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn parallelism_and_completions_bound_active_pods() {
+        assert_eq!(decide(&job(2, Some(5))), Decision::Create(2));
+        let mut o = job(3, Some(5));
+        o.succeeded = 4;
+        assert_eq!(decide(&o), Decision::Create(1));
+        o.active = 1;
+        assert_eq!(decide(&o), Decision::Wait(None));
+        o.succeeded = 5;
+        assert_eq!(decide(&o), Decision::Complete);
+        let mut q = job(2, None);
+        assert_eq!(decide(&q), Decision::Create(2));
+        q.succeeded = 1;
+        q.active = 1;
+        assert_eq!(decide(&q), Decision::Delete(1), "a work queue winds down");
+        q.active = 0;
+        assert_eq!(decide(&q), Decision::Complete);
+    }
+
+    #[test]
+    fn failures_back_off_then_exceed_the_limit() {
+        let mut o = job(1, Some(1));
+        o.backoff_limit = 2;
+        o.failed = 1;
+        o.since_last_failure = Some(3);
+        assert_eq!(decide(&o), Decision::Wait(Some(Duration::from_secs(7))));
+        o.since_last_failure = Some(10);
+        assert_eq!(decide(&o), Decision::Create(1));
+        o.failed = 2;
+        o.since_last_failure = Some(10);
+        assert_eq!(decide(&o), Decision::Wait(Some(Duration::from_secs(10))));
+        o.failed = 3;
+        assert_eq!(
+            decide(&o),
+            Decision::Fail(
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit"
+            )
+        );
+    }
+
+    #[test]
+    fn deadline_and_suspend() {
+        let mut o = job(1, Some(1));
+        o.active = 1;
+        o.active_deadline = Some(30);
+        o.running_for = Some(29);
+        assert_eq!(decide(&o), Decision::Wait(None));
+        o.running_for = Some(30);
+        assert!(matches!(decide(&o), Decision::Fail("DeadlineExceeded", _)));
+        let mut s = job(2, Some(2));
+        s.suspended = true;
+        s.active = 2;
+        assert_eq!(decide(&s), Decision::Delete(2));
+        s.active = 0;
+        assert_eq!(decide(&s), Decision::Wait(None));
+    }
+}
