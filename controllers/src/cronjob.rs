@@ -18,8 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 use skiff_client::controller::{Action, Controller};
 use skiff_client::{
-    Api, Client, DeleteParams, ObjectRef, Patch, PatchParams, PostParams, PropagationPolicy,
-    ResourceExt, Store,
+    Api, Client, DeleteParams, ObjectRef, PostParams, PropagationPolicy, ResourceExt, Store,
 };
 
 use crate::cron::{time_zone, Schedule};
@@ -27,6 +26,7 @@ use crate::events::{object_reference, EventType, Recorder};
 use crate::informer::Informer;
 use crate::job::is_finished;
 use crate::pods::controller_ref;
+use crate::status::patch_status;
 use crate::Result;
 
 /// The controller's name, as kube-controller-manager's.
@@ -338,19 +338,8 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action> {
     let changed = names(&active) != names(&status.active.clone().unwrap_or_default())
         || last_scheduled != status.last_schedule_time.as_ref().map(|t| t.0)
         || last_successful != status.last_successful_time.as_ref().map(|t| t.0);
-    if changed {
-        match cj_api
-            .patch_status(
-                cj.name(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": new_status })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        }
+    if changed && !patch_status(&cj_api, cj.name(), &new_status).await? {
+        return Ok(Action::await_change());
     }
     Ok(match requeue {
         Some(t) => {

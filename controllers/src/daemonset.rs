@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{json, Value};
 use skiff_client::controller::{Action, Controller};
-use skiff_client::{Api, Client, ObjectRef, Patch, PatchParams, PostParams, ResourceExt, Store};
+use skiff_client::{Api, Client, ObjectRef, PostParams, ResourceExt, Store};
 
 use crate::deployment::{scaled_value, template_hash};
 use crate::events::{EventType, Recorder};
@@ -30,6 +30,7 @@ use crate::node_lifecycle::tolerates;
 use crate::pods::{self, controller_ref};
 use crate::replicaset::selector_of;
 use crate::statefulset::REVISION_LABEL;
+use crate::status::patch_status;
 use crate::Result;
 
 /// The controller's name, as kube-controller-manager's.
@@ -548,17 +549,8 @@ pub async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
     });
     if status != status_of(&set) {
         let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch_status(
-                set.name(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !patch_status(&api, set.name(), &status).await? {
+            return Ok(Action::await_change());
         }
     }
     result?;

@@ -23,6 +23,7 @@ use crate::events::{EventType, Recorder};
 use crate::informer::Informer;
 use crate::pods::controller_ref;
 use crate::replicaset::selector_of;
+use crate::status::patch_status;
 use crate::Result;
 
 /// The controller's name, as kube-controller-manager's.
@@ -982,17 +983,8 @@ async fn write_status(
     }
     if changed {
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), d.namespace().unwrap_or(""));
-        match api
-            .patch_status(
-                d.name(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !patch_status(&api, d.name(), &status).await? {
+            return Ok(Action::await_change());
         }
     }
     Ok(match requeue {

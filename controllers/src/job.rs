@@ -22,15 +22,14 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{json, Value};
 use skiff_client::controller::{Action, Controller};
-use skiff_client::{
-    Api, Client, DeleteParams, ObjectRef, Patch, PatchParams, PostParams, ResourceExt, Store,
-};
+use skiff_client::{Api, Client, DeleteParams, ObjectRef, PostParams, ResourceExt, Store};
 
 use crate::events::{EventType, Recorder};
 use crate::expectations::{Expectations, Seen};
 use crate::informer::Informer;
 use crate::pods::{self, controller_ref};
 use crate::replicaset::{selector_of, BURST_REPLICAS};
+use crate::status::patch_status;
 use crate::Result;
 
 /// The controller's name, as kube-controller-manager's.
@@ -481,17 +480,8 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         .is_some_and(|m| m.iter().any(|(k, v)| current.get(k).is_none_or(|c| c != v)));
     if changed {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch_status(
-                job.name(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": patch })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !patch_status(&api, job.name(), &patch).await? {
+            return Ok(Action::await_change());
         }
     }
     result?;

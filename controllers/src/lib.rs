@@ -50,6 +50,7 @@ pub mod replicaset;
 pub mod selection;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod status;
 
 pub use error::{Error, Result};
 pub use manager::{run, Config};

@@ -25,6 +25,7 @@ use crate::events::{EventType, Recorder};
 use crate::expectations::{Expectations, Seen};
 use crate::informer::Informer;
 use crate::pods::{self, controller_ref};
+use crate::status::patch_status;
 use crate::{Error, Result};
 
 /// The controller's name, as kube-controller-manager's.
@@ -321,17 +322,8 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let status = compute_status(&rs, &active, now);
     if status != current_status(&rs) {
         let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match rs_api
-            .patch_status(
-                rs.name(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !patch_status(&rs_api, rs.name(), &status).await? {
+            return Ok(Action::await_change());
         }
     }
     manage_result?;

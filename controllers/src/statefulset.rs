@@ -23,9 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use serde_json::{json, Value};
 use skiff_client::controller::{Action, Controller};
-use skiff_client::{
-    Api, Client, ListParams, ObjectRef, Patch, PatchParams, PostParams, ResourceExt, Store,
-};
+use skiff_client::{Api, Client, ListParams, ObjectRef, PostParams, ResourceExt, Store};
 
 use crate::deployment::template_hash;
 use crate::events::{EventType, Recorder};
@@ -33,6 +31,7 @@ use crate::expectations::{Expectations, Seen};
 use crate::informer::Informer;
 use crate::pods::{self, controller_ref};
 use crate::replicaset::selector_of;
+use crate::status::patch_status;
 use crate::Result;
 
 /// The controller's name, as kube-controller-manager's.
@@ -483,17 +482,8 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
     }
     if new_status != current_status(&set) {
         let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch_status(
-                set.name(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": new_status })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !patch_status(&api, set.name(), &new_status).await? {
+            return Ok(Action::await_change());
         }
     }
     result?;
