@@ -18,7 +18,7 @@ pub use limit_range::{
     apply_limit_range_defaults, limit_range_violations, LIMIT_RANGER_ANNOTATION,
 };
 pub use normalize::normalize;
-pub use pod::{pull_policy_for, DEFAULT_TOLERATION_SECONDS};
+pub use pod::pull_policy_for;
 
 /// The label Kubernetes puts on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";

@@ -112,7 +112,7 @@ pub async fn admit_create(
             }
         }
         obj["status"]["qosClass"] = json!(qos_class(obj));
-        default_toleration_seconds(obj);
+        default_toleration_seconds(obj, server.default_toleration_seconds);
     }
     if rt.kind == "Service" {
         allocate_service(server, rt, None, obj, effects).await?;
@@ -123,32 +123,56 @@ pub async fn admit_create(
     Ok(())
 }
 
-/// The taints the node lifecycle controller puts on a node it has lost touch with.
-const NODE_LOST_TAINTS: [&str; 2] = [
-    "node.kubernetes.io/not-ready",
-    "node.kubernetes.io/unreachable",
-];
+/// How long a pod tolerates each of the taints the node lifecycle controller puts on a
+/// node it has lost touch with, unless the pod says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultTolerationSeconds {
+    /// For `node.kubernetes.io/not-ready:NoExecute`.
+    pub not_ready: i64,
+    /// For `node.kubernetes.io/unreachable:NoExecute`.
+    pub unreachable: i64,
+}
+
+impl Default for DefaultTolerationSeconds {
+    fn default() -> Self {
+        DefaultTolerationSeconds {
+            not_ready: 300,
+            unreachable: 300,
+        }
+    }
+}
 
 /// Kubernetes' DefaultTolerationSeconds admission: a pod that does not already tolerate
-/// the not-ready and unreachable NoExecute taints tolerates them for 300 s, so the node
-/// lifecycle controller evicts its pods five minutes after their node is lost, not at once.
-fn default_toleration_seconds(pod: &mut Value) {
+/// the not-ready and unreachable NoExecute taints tolerates them for a while (300 s by
+/// default), so the node lifecycle controller evicts its pods that long after their node
+/// is lost, not at once.
+fn default_toleration_seconds(pod: &mut Value, seconds: DefaultTolerationSeconds) {
     let existing = pod["spec"]["tolerations"]
         .as_array()
         .cloned()
         .unwrap_or_default();
+    // A toleration covers the taint when its key matches (or it is an empty key with
+    // Exists) and its effect is NoExecute or empty; Equal needs the taint's empty value.
     let tolerates = |key: &str| {
         existing.iter().any(|t| {
+            let op = t["operator"].as_str().unwrap_or("Equal");
             let t_key = t["key"].as_str().unwrap_or("");
             let effect = t["effect"].as_str().unwrap_or("");
-            (t_key == key || t_key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+            let key_matches = t_key == key || (t_key.is_empty() && op == "Exists");
+            key_matches
+                && (effect == "NoExecute" || effect.is_empty())
+                && (op == "Exists" || t["value"].as_str().unwrap_or("").is_empty())
         })
     };
-    let added: Vec<Value> = NODE_LOST_TAINTS
+    let lost = [
+        ("node.kubernetes.io/not-ready", seconds.not_ready),
+        ("node.kubernetes.io/unreachable", seconds.unreachable),
+    ];
+    let added: Vec<Value> = lost
         .iter()
-        .filter(|key| !tolerates(key))
-        .map(|key| {
-            json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+        .filter(|(key, _)| !tolerates(key))
+        .map(|(key, seconds)| {
+            json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds})
         })
         .collect();
     if added.is_empty() || !pod["spec"].is_object() {
@@ -771,7 +795,7 @@ mod tests {
     #[test]
     fn pods_tolerate_lost_nodes_for_five_minutes_unless_they_say_otherwise() {
         let mut plain = json!({"spec": {"containers": [{"name": "c"}]}});
-        default_toleration_seconds(&mut plain);
+        default_toleration_seconds(&mut plain, DefaultTolerationSeconds::default());
         let t = plain["spec"]["tolerations"].as_array().unwrap();
         assert_eq!(t.len(), 2);
         assert!(t
@@ -781,18 +805,37 @@ mod tests {
         let mut own = json!({"spec": {"tolerations": [
             {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}
         ]}});
-        default_toleration_seconds(&mut own);
+        default_toleration_seconds(&mut own, DefaultTolerationSeconds::default());
         let t = own["spec"]["tolerations"].as_array().unwrap();
         assert_eq!(t.len(), 2, "{t:?}");
         assert_eq!(t[0]["tolerationSeconds"], 10);
         assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
 
         let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
-        default_toleration_seconds(&mut everything);
+        default_toleration_seconds(&mut everything, DefaultTolerationSeconds::default());
         assert_eq!(
             everything["spec"]["tolerations"].as_array().unwrap().len(),
             1
         );
+
+        // A value the taint does not have tolerates nothing.
+        let mut valued = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Equal", "value": "x", "effect": "NoExecute"}
+        ]}});
+        default_toleration_seconds(&mut valued, DefaultTolerationSeconds::default());
+        assert_eq!(valued["spec"]["tolerations"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_lab_shortens_how_long_pods_tolerate_lost_nodes() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c"}]}});
+        let seconds = DefaultTolerationSeconds {
+            not_ready: 30,
+            unreachable: 45,
+        };
+        default_toleration_seconds(&mut pod, seconds);
+        assert_eq!(pod["spec"]["tolerations"][0]["tolerationSeconds"], 30);
+        assert_eq!(pod["spec"]["tolerations"][1]["tolerationSeconds"], 45);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `--service-cluster-ip-range`.
     pub service_cluster_ip_range: Ipv4Range,
+    /// `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds` (300 each in Kubernetes).
+    pub default_toleration_seconds: admission::DefaultTolerationSeconds,
 }
 
 /// The shared state of all requests.
@@ -54,6 +57,8 @@ pub struct Server {
     pub storage: Storage,
     /// Where Service clusterIPs come from.
     pub service_range: Ipv4Range,
+    /// How long pods tolerate a lost node unless they say otherwise.
+    pub default_toleration_seconds: admission::DefaultTolerationSeconds,
     /// Request counters and latencies.
     pub metrics: metrics::Metrics,
     /// The address clients reach this server at (for `/api`).
@@ -78,6 +83,7 @@ pub async fn run(
     let server = Arc::new(Server {
         storage,
         service_range: config.service_cluster_ip_range,
+        default_toleration_seconds: config.default_toleration_seconds,
         metrics: metrics::Metrics::default(),
         advertise: config.listen.to_string(),
         protobuf: openapi.protobuf.clone(),

@@ -436,6 +436,14 @@ struct ApiserverFlags {
     /// CA for client certificates (not supported yet).
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    /// The tolerationSeconds of the not-ready:NoExecute toleration added to every pod
+    /// that has none.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// The tolerationSeconds of the unreachable:NoExecute toleration added to every pod
+    /// that has none.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 impl ApiserverFlags {
@@ -476,6 +484,10 @@ impl ApiserverFlags {
             etcd_servers,
             listen: std::net::SocketAddr::new(self.bind_address, self.secure_port),
             service_cluster_ip_range: range,
+            default_toleration_seconds: skiff_apiserver::admission::DefaultTolerationSeconds {
+                not_ready: self.default_not_ready_toleration_seconds,
+                unreachable: self.default_unreachable_toleration_seconds,
+            },
         })
     }
 }

@@ -4,9 +4,6 @@ use serde_json::{json, Map, Value};
 
 use super::{child, ensure_obj, list, set_default};
 
-/// Seconds a pod stays on a not-ready or unreachable node before eviction.
-pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
-
 /// Priorities of the built-in priority classes.
 const SYSTEM_PRIORITY_CLASSES: &[(&str, i64)] = &[
     ("system-node-critical", 2_000_001_000),
@@ -74,7 +71,6 @@ pub(super) fn pod_spec(spec: &mut Map<String, Value>, is_pod: bool) {
             }
         }
         priority(spec);
-        default_tolerations(spec);
     }
 }
 
@@ -113,56 +109,6 @@ fn priority(spec: &mut Map<String, Value>) {
     if let Some(v) = value {
         set_default(spec, "priority", json!(v));
         set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    }
-}
-
-/// The DefaultTolerationSeconds admission plugin: pods tolerate a not-ready or
-/// unreachable node for five minutes unless they already say how long.
-fn default_tolerations(spec: &mut Map<String, Value>) {
-    let existing: Vec<Value> = spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let tolerates = |key: &str| {
-        existing.iter().any(|t| {
-            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
-            let tkey = t.get("key").and_then(Value::as_str).unwrap_or("");
-            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-            let key_matches = tkey == key || (tkey.is_empty() && op == "Exists");
-            let effect_matches = effect.is_empty() || effect == "NoExecute";
-            key_matches
-                && effect_matches
-                && (op == "Exists"
-                    || t.get("value")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .is_empty())
-        })
-    };
-    let mut add = Vec::new();
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        if !tolerates(key) {
-            add.push(json!({
-                "key": key,
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
-            }));
-        }
-    }
-    if add.is_empty() {
-        return;
-    }
-    match spec.get_mut("tolerations") {
-        Some(Value::Array(t)) => t.extend(add),
-        None | Some(Value::Null) => {
-            spec.insert("tolerations".to_string(), Value::Array(add));
-        }
-        Some(_) => {}
     }
 }
 

@@ -95,11 +95,7 @@ fn pod_gets_kubernetes_defaults_and_admission() {
             "securityContext": {},
             "serviceAccount": "default",
             "serviceAccountName": "default",
-            "terminationGracePeriodSeconds": 30,
-            "tolerations": [
-                {"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},
-                {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}
-            ]
+            "terminationGracePeriodSeconds": 30
         })
     );
 }
@@ -131,7 +127,6 @@ fn pod_details() {
     let spec = &p["spec"];
     assert_eq!(spec["serviceAccount"], "builder");
     assert_eq!(spec["priority"], 2_000_001_000);
-    // Tolerating everything already covers the node taints.
     assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
     assert_eq!(
         spec["volumes"][0],
