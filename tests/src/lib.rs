@@ -1,6 +1,7 @@
 //! skiff's test support: everything the integration, compatibility and fault suites and
 //! the `bench` command share.
 //!
+//! - [`bench`]: pure helpers of the benchmarks (percentiles, etcdctl's verdicts).
 //! - [`cluster`]: start store clusters (skiff or etcd) as real processes on loopback,
 //!   kill, pause, cut and heal members.
 //! - [`controller_manager`]: `skiff controller-manager` processes.
@@ -13,6 +14,7 @@
 //! - [`skiffctl`]: run the built `skiffctl` binary against a control plane.
 //! - [`wait`]: wait for a condition instead of sleeping.
 
+pub mod bench;
 pub mod cluster;
 pub mod control_plane;
 pub mod controller_manager;

@@ -12,10 +12,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient};
 use serde_json::{json, Value};
+use skiff_tests::bench::{key, parse_check_perf, percentile_ms, CheckPerf, KEY_SPACE};
 use skiff_tests::cluster::{Cluster, ClusterSpec, Flavor};
 
-/// Keys are 8 bytes: `format!("{:08}", n)` for n below this.
-const KEY_SPACE: u64 = 10_000;
 const VALUE_SIZE: usize = 256;
 const MEMBERS: usize = 3;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,15 +111,6 @@ impl PhaseResult {
     fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.secs
     }
-}
-
-struct CheckPerf {
-    load: &'static str,
-    pass: bool,
-    throughput: Option<f64>,
-    slowest_s: Option<f64>,
-    stddev_s: Option<f64>,
-    details: Vec<String>,
 }
 
 struct FlavorResult {
@@ -431,18 +421,6 @@ async fn client_loop(
     (latencies, errors)
 }
 
-fn key(n: u64) -> String {
-    format!("{n:08}")
-}
-
-fn percentile_ms(sorted_us: &[u32], q: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((sorted_us.len() as f64 * q).ceil() as usize).clamp(1, sorted_us.len());
-    f64::from(sorted_us[rank - 1]) / 1000.0
-}
-
 fn rss_all(cluster: &Cluster) -> Result<Vec<u64>> {
     (0..cluster.len())
         .map(|i| {
@@ -494,56 +472,6 @@ fn etcdctl_check_perf(endpoints: &str, load: &'static str) -> Result<CheckPerf> 
     Ok(result)
 }
 
-/// Reads etcdctl's verdicts: `PASS: Throughput is 151 writes/s`, `PASS: Stddev is
-/// 0.0007s`, …, then a lone `PASS` or `FAIL`. etcd 3.4 prints a slow request's verdict
-/// without its `FAIL: ` ("Slowest request took too long: 0.93s"), and a verdict can
-/// follow the progress bar on the same line, so verdicts are looked for by topic too.
-fn parse_check_perf(load: &'static str, text: &str) -> CheckPerf {
-    const STARTS: [&str; 5] = [
-        "PASS: ",
-        "FAIL: ",
-        "Throughput",
-        "Slowest request",
-        "Stddev",
-    ];
-    let details: Vec<String> = text
-        .lines()
-        .filter_map(|l| {
-            let at = STARTS.iter().filter_map(|s| l.find(s)).min()?;
-            let verdict = l[at..].trim();
-            Some(
-                if verdict.starts_with("PASS: ") || verdict.starts_with("FAIL: ") {
-                    verdict.to_string()
-                } else if verdict.contains(" too ") {
-                    format!("FAIL: {verdict}")
-                } else {
-                    format!("PASS: {verdict}")
-                },
-            )
-        })
-        .collect();
-    let verdicts: Vec<&str> = text.lines().map(str::trim).collect();
-    let pass = verdicts.contains(&"PASS") && !verdicts.contains(&"FAIL");
-    let detail = |topic: &str| details.iter().find(|l| l.contains(topic));
-    let throughput = detail("Throughput").and_then(|l| {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        let at = words.iter().position(|w| *w == "writes/s")?;
-        words.get(at.checked_sub(1)?)?.parse().ok()
-    });
-    // The figure is the last word, in seconds: "…took 0.016644s", "…too high: 0.2s".
-    let seconds = |topic: &str| {
-        detail(topic).and_then(|l| l.split_whitespace().last()?.strip_suffix('s')?.parse().ok())
-    };
-    CheckPerf {
-        load,
-        pass,
-        throughput,
-        slowest_s: seconds("Slowest request"),
-        stddev_s: seconds("Stddev"),
-        details,
-    }
-}
-
 fn print_ratios(skiff: &FlavorResult, etcd: &FlavorResult) {
     println!("\n== skiff/etcd (ops/s above 1 and latency below 1 favour skiff)");
     for (s, e) in skiff.phases.iter().zip(&etcd.phases) {
@@ -568,46 +496,4 @@ fn print_ratios(skiff: &FlavorResult, etcd: &FlavorResult) {
 
 fn emit(value: Value) {
     println!("BENCH {value}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_a_passing_check_perf() {
-        let out = "59 / 60 Booooo 98.33%\n60 / 60 Boooo 100.00% 1m0s\nPASS: Throughput is 151 writes/s\nPASS: Slowest request took 0.016644s\nPASS: Stddev is 0.000692s\nPASS\n";
-        let r = parse_check_perf("m", out);
-        assert!(r.pass);
-        assert_eq!(r.throughput, Some(151.0));
-        assert_eq!(r.slowest_s, Some(0.016644));
-        assert_eq!(r.stddev_s, Some(0.000692));
-        assert_eq!(r.details.len(), 3);
-    }
-
-    #[test]
-    fn parses_a_failing_check_perf() {
-        let out = "60 / 60 Boooo 100.00% 1m0sFAIL: Throughput too low: 3000 writes/s\nSlowest request took too long: 0.6s\nPASS: Stddev is 0.01s\nFAIL\n";
-        let r = parse_check_perf("l", out);
-        assert!(!r.pass);
-        assert_eq!(r.throughput, Some(3000.0));
-        assert_eq!(r.slowest_s, Some(0.6));
-        assert_eq!(r.stddev_s, Some(0.01));
-        assert_eq!(r.details[0], "FAIL: Throughput too low: 3000 writes/s");
-        assert_eq!(r.details[1], "FAIL: Slowest request took too long: 0.6s");
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<u32> = (1..=100).map(|n| n * 1000).collect();
-        assert_eq!(percentile_ms(&v, 0.50), 50.0);
-        assert_eq!(percentile_ms(&v, 0.99), 99.0);
-        assert_eq!(percentile_ms(&[7000], 0.99), 7.0);
-    }
-
-    #[test]
-    fn keys_are_eight_bytes() {
-        assert_eq!(key(0).len(), 8);
-        assert_eq!(key(KEY_SPACE - 1).len(), 8);
-    }
 }

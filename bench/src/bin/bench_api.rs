@@ -15,6 +15,7 @@ use clap::Parser;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use skiff_tests::bench::{percentile_ms, pod_body};
 use skiff_tests::control_plane::ControlPlane;
 use tokio::time::Instant;
 
@@ -268,22 +269,6 @@ fn target(name: &str, value: f64, limit: f64) {
         if met { "met" } else { "MISSED" }
     );
     emit(json!({"measure": "target", "name": name, "value": value, "limit": limit, "met": met}));
-}
-
-/// A small realistic pod: one container with an image, a port and requests, one label.
-fn pod_body(name: &str) -> String {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "bench"}},
-        "spec": {"containers": [{
-            "name": "app",
-            "image": "registry.k8s.io/nginx-slim:0.27",
-            "ports": [{"containerPort": 80}],
-            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-        }]},
-    })
-    .to_string()
 }
 
 struct Creator {
@@ -1060,39 +1045,10 @@ fn loadavg() -> Vec<f64> {
         .collect()
 }
 
-fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((sorted_us.len() as f64 * q).ceil() as usize).clamp(1, sorted_us.len());
-    sorted_us[rank - 1] as f64 / 1000.0
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
 fn emit(value: Value) {
     println!("BENCH {value}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<u64> = (1..=100).map(|n| n * 1000).collect();
-        assert_eq!(percentile_ms(&v, 0.50), 50.0);
-        assert_eq!(percentile_ms(&v, 0.99), 99.0);
-        assert_eq!(percentile_ms(&v, 1.0), 100.0);
-    }
-
-    #[test]
-    fn pod_bodies_are_pods() {
-        let v: Value = serde_json::from_str(&pod_body("p")).unwrap();
-        assert_eq!(v["kind"], "Pod");
-        assert_eq!(v["metadata"]["name"], "p");
-        assert_eq!(v["spec"]["containers"].as_array().unwrap().len(), 1);
-    }
 }
