@@ -16,7 +16,7 @@ export SKIFF_BIN
 
 BENCH_ARGS ?=
 
-.PHONY: deps images build test lint lab lab-down bench
+.PHONY: deps images build test lint lab lab-down store-lab store-lab-down bench
 
 # System packages (containerd, runc, CNI plugins, registry, …) when missing, and a
 # running containerd.
@@ -28,14 +28,19 @@ deps:
 images: deps
 	tests/images/build.sh
 
+# The daemon and the client.
 build:
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release -p skiff -p skiffctl
 
-# One release build serves the binaries and the tests; --no-fail-fast so that the
+# One cargo invocation builds the binaries and every test, so that both resolve the
+# same features (a separate `cargo build --bins` would leave dev-dependencies' features
+# out and nextest would rebuild half the graph); the benchmarks (skiff-bench) are left
+# out, each being a release link of most of the workspace. --no-fail-fast so that the
 # closing summary counts every test.
+TEST_SCOPE := --workspace --exclude skiff-bench
 test: deps images
-	$(MAKE) build
-	$(CARGO) nextest run --workspace --release --no-fail-fast
+	$(CARGO) build --release $(TEST_SCOPE) --bins --tests
+	$(CARGO) nextest run --release $(TEST_SCOPE) --no-fail-fast
 	$(CARGO) fmt --all --check
 
 # Lints, kept out of `make test`: a clean clippy run compiles every dependency a second
@@ -43,12 +48,21 @@ test: deps images
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-lab: deps build
+# A whole cluster on this machine (network namespaces as machines); see the README.
+lab: images build
+	$(TARGET_DIR)/release/skiffctl lab up --skiff-binary $(SKIFF_BIN)
+
+lab-down:
+	$(TARGET_DIR)/release/skiffctl lab down
+
+# Three store members on loopback, nothing else.
+store-lab: deps build
 	lab/store-up.sh
 	lab/apiserver-up.sh
 
-lab-down:
+store-lab-down:
 	lab/store-down.sh
 
 bench: build
+	$(CARGO) build --release -p skiff-bench
 	$(TARGET_DIR)/release/bench --skiff-binary $(SKIFF_BIN) $(BENCH_ARGS)

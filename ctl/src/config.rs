@@ -405,6 +405,66 @@ pub fn run(global: &GlobalArgs, cmd: ConfigCommand) -> Result<()> {
     Ok(())
 }
 
+/// Adds a cluster, user and context all named `name` for `server` to the kubeconfig
+/// kubectl would write to (replacing entries of that name) and makes it the current
+/// context, as `kind create cluster` does. Returns the file written.
+pub fn add_cluster_context(explicit: Option<&Path>, name: &str, server: &str) -> Result<PathBuf> {
+    if let Some(path) = explicit.filter(|p| !p.exists()) {
+        std::fs::write(path, "").with_context(|| format!("creating {}", path.display()))?;
+    }
+    let mut files = Files::load(explicit)?;
+    let i = files.default_index();
+    let doc = &mut files.files[i].doc;
+    let entries = [
+        (
+            "clusters",
+            json!({"name": name, "cluster": {"server": server}}),
+        ),
+        ("users", json!({"name": name, "user": {}})),
+        (
+            "contexts",
+            json!({"name": name, "context": {"cluster": name, "user": name}}),
+        ),
+    ];
+    for (section, entry) in entries {
+        let mut list: Vec<Value> = doc[section].as_array().cloned().unwrap_or_default();
+        list.retain(|e| e["name"] != json!(name));
+        list.push(entry);
+        set_field(doc, section, Value::Array(list));
+    }
+    set_field(doc, "current-context", json!(name));
+    files.save(i)?;
+    Ok(files.files[i].path.clone())
+}
+
+/// Removes the cluster, user and context named `name` from every kubeconfig file that
+/// has them, and the current-context when it names it (`kind delete cluster`).
+pub fn remove_cluster_context(explicit: Option<&Path>, name: &str) -> Result<()> {
+    if explicit.is_some_and(|p| !p.exists()) {
+        return Ok(());
+    }
+    let mut files = Files::load(explicit)?;
+    for i in 0..files.files.len() {
+        let doc = &mut files.files[i].doc;
+        let mut changed = false;
+        for section in ["clusters", "users", "contexts"] {
+            if let Some(list) = doc[section].as_array_mut() {
+                let before = list.len();
+                list.retain(|e| e["name"] != json!(name));
+                changed |= list.len() != before;
+            }
+        }
+        if doc["current-context"] == json!(name) {
+            set_field(doc, "current-context", json!(""));
+            changed = true;
+        }
+        if changed {
+            files.save(i)?;
+        }
+    }
+    Ok(())
+}
+
 fn set_field(doc: &mut Value, key: &str, v: Value) {
     if !doc.is_object() {
         *doc = Value::Object(Map::new());

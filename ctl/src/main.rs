@@ -5,7 +5,7 @@
 //! Layout: `cluster` (connection, discovery), `config` (kubeconfig editing), `print`
 //! (printers), `get`, `describe`, `manifest` (create/apply/delete), `edit` (scale,
 //! label, annotate, taint, cordon, drain), `rollout`, `info` (api-resources, version,
-//! explain), `vlog` (`-v N`), `progress`, `store`.
+//! explain), `vlog` (`-v N`), `progress`, `store`, `lab` (a cluster on this machine).
 
 mod cluster;
 mod config;
@@ -13,6 +13,7 @@ mod describe;
 mod edit;
 mod get;
 mod info;
+mod lab;
 mod logs;
 mod manifest;
 mod print;
@@ -100,6 +101,8 @@ enum Command {
     PortForward(NotBuilt),
     /// Manage skiff's store: snapshots (backup and restore) and members.
     Store(store::StoreArgs),
+    /// A whole cluster on this machine: up, down, status, chaos.
+    Lab(lab::LabArgs),
 }
 
 /// Arguments of a verb skiffctl does not have yet.
@@ -220,6 +223,7 @@ async fn dispatch(global: GlobalArgs, command: Command) -> Result<()> {
             )
         }
         Command::Store(args) => store::run(args).await,
+        Command::Lab(args) => lab::run(&global, args).await,
     }
 }
 

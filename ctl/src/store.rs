@@ -209,6 +209,18 @@ fn status(s: tonic::Status) -> anyhow::Error {
     anyhow!("{} ({:?})", s.message(), s.code())
 }
 
+/// A member's id and the leader it knows of (0: none), from its Status.
+pub async fn member_status(endpoint: &str) -> Result<(u64, u64)> {
+    let channel = connect(endpoint).await?;
+    let status = MaintenanceClient::new(channel)
+        .status(skiff_proto::etcdserverpb::StatusRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
+    let id = status.header.map_or(0, |h| h.member_id);
+    Ok((id, status.leader))
+}
+
 /// Connects to the first endpoint that answers.
 async fn connect(endpoints: &str) -> Result<Channel> {
     let mut errors = Vec::new();

@@ -23,6 +23,7 @@ mod kubelet_logs;
 mod kubelet_restart;
 mod kubelet_streaming;
 mod kubelet_volumes;
+mod lab;
 mod netd_cluster;
 mod netd_proxy;
 mod scheduler;
