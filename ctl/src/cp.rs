@@ -88,6 +88,10 @@ pub fn target_for(entry: &Path, prefix: &str, dest: &Path) -> Option<PathBuf> {
     {
         return None;
     }
+    // Joining an empty path would add a trailing slash, which names a directory.
+    if rest.as_os_str().is_empty() {
+        return Some(dest.to_path_buf());
+    }
     Some(dest.join(rest))
 }
 

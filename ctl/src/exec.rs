@@ -34,9 +34,11 @@ pub struct ExecArgs {
     /// Only print output from the remote session.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// The pod (NAME or pod/NAME), then `--` and the command.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    /// The pod (NAME or pod/NAME).
+    pod: String,
+    /// `--` and the command with its arguments (flags before `--` are skiffctl's).
+    #[arg(required = true, trailing_var_arg = true)]
+    command: Vec<String>,
 }
 
 /// The command ended with a non-zero exit code: skiffctl exits with it.
@@ -328,7 +330,9 @@ pub async fn stream(
 
 /// Runs `exec`.
 pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<()> {
-    let (name, command) = split_args(&a.args)?;
+    let mut words = vec![a.pod.clone()];
+    words.extend(a.command.iter().cloned());
+    let (name, command) = split_args(&words)?;
     let (path, pod) = running_pod(ctx, None, &name).await?;
     let container = choose_container(&pod, a.container.as_deref(), a.quiet)?;
     let mut tty = a.tty;
@@ -378,6 +382,22 @@ mod tests {
         assert_eq!(cmd, ["date"]);
         assert!(split_args(&words(&["web", "--"])).is_err());
         assert!(split_args(&words(&["svc/web", "--", "ls"])).is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        a: ExecArgs,
+    }
+
+    #[test]
+    fn flags_before_the_dashes_are_ours() {
+        use clap::Parser;
+        let t = T::parse_from(["x", "-i", "web", "-c", "main", "--", "sh", "-c", "ls"]);
+        assert_eq!(t.a.container.as_deref(), Some("main"));
+        assert!(t.a.stdin);
+        assert_eq!(t.a.pod, "web");
+        assert_eq!(t.a.command, ["sh", "-c", "ls"]);
     }
 
     #[test]
