@@ -133,6 +133,12 @@ impl Client {
         })
     }
 
+    /// The `Authorization` header value sent with each request, if any (for callers that
+    /// open connections of their own, such as WebSocket streams).
+    pub fn authorization(&self) -> Option<&HeaderValue> {
+        self.inner.authorization.as_ref()
+    }
+
     /// The server's base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.inner.base

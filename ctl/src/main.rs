@@ -9,18 +9,22 @@
 
 mod cluster;
 mod config;
+mod cp;
 mod describe;
 mod edit;
+mod exec;
 mod get;
 mod info;
 mod lab;
 mod logs;
 mod manifest;
+mod portforward;
 mod print;
 mod progress;
 mod rollout;
 mod store;
 mod vlog;
+mod ws;
 
 use std::process::ExitCode;
 
@@ -93,23 +97,16 @@ enum Command {
     },
     /// Print the logs for a container in a pod.
     Logs(logs::LogsArgs),
-    /// Execute a command in a container (not built yet).
-    Exec(NotBuilt),
-    /// Copy files to and from containers (not built yet).
-    Cp(NotBuilt),
-    /// Forward local ports to a pod (not built yet).
-    PortForward(NotBuilt),
+    /// Execute a command in a container.
+    Exec(exec::ExecArgs),
+    /// Copy files and directories to and from containers.
+    Cp(cp::CpArgs),
+    /// Forward one or more local ports to a pod.
+    PortForward(portforward::PortForwardArgs),
     /// Manage skiff's store: snapshots (backup and restore) and members.
     Store(store::StoreArgs),
     /// A whole cluster on this machine: up, down, status, chaos.
     Lab(lab::LabArgs),
-}
-
-/// Arguments of a verb skiffctl does not have yet.
-#[derive(clap::Args)]
-struct NotBuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
 }
 
 /// Errors gathered while going on with the other objects, reported at the end as
@@ -217,11 +214,9 @@ async fn dispatch(global: GlobalArgs, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Logs(a) => logs::run(&ctx()?, a).await,
-        Command::Exec(_) | Command::Cp(_) | Command::PortForward(_) => {
-            anyhow::bail!(
-                "exec, cp and port-forward are not built into skiffctl yet (they need the kubelet's WebSocket streaming); use kubectl for them"
-            )
-        }
+        Command::Exec(a) => exec::run(&ctx()?, a).await,
+        Command::Cp(a) => cp::run(&ctx()?, a).await,
+        Command::PortForward(a) => portforward::run(std::sync::Arc::new(ctx()?), a).await,
         Command::Store(args) => store::run(args).await,
         Command::Lab(args) => lab::run(&global, args).await,
     }
@@ -243,6 +238,16 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.global, cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
+        Err(e) if e.is::<exec::CommandExit>() => {
+            // As kubectl: the remote command's exit code becomes ours.
+            eprintln!("{e}");
+            let code = e.downcast_ref::<exec::CommandExit>().map_or(1, |c| c.0);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(e) if e.is::<ws::Refused>() => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("{}", describe_error(&e));
             ExitCode::FAILURE

@@ -30,6 +30,7 @@ pub mod logs;
 pub mod netns;
 pub mod node;
 pub mod pod;
+pub mod portforward;
 pub mod probe;
 pub mod reference;
 pub mod runtime;

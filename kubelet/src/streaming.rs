@@ -1,5 +1,5 @@
-//! The kubelet's streaming API, which the apiserver proxies `pods/log`, `pods/exec` (and
-//! later `pods/attach`, `pods/portforward`) to: `/containerLogs/{namespace}/{pod}/{container}`
+//! The kubelet's streaming API, which the apiserver proxies `pods/log`, `pods/exec`,
+//! `pods/portforward` (see [`crate::portforward`]) and, later, `pods/attach` to: `/containerLogs/{namespace}/{pod}/{container}`
 //! answers with the container's log as plain text (chunked while following), and
 //! `/exec/{namespace}/{pod}/{container}` runs a command over a WebSocket speaking
 //! Kubernetes' channel protocol (`v5.channel.k8s.io`, or `v4.channel.k8s.io`).
@@ -84,7 +84,10 @@ pub fn router(streaming: Streaming) -> Router {
         )
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
         .route("/attach/{namespace}/{pod}/{container}", any(not_built))
-        .route("/portForward/{namespace}/{pod}", any(not_built))
+        .route(
+            "/portForward/{namespace}/{pod}",
+            any(crate::portforward::port_forward),
+        )
         .with_state(Arc::new(streaming))
 }
 
@@ -158,7 +161,7 @@ impl ExecOptions {
 }
 
 /// A Status answer with Kubernetes' shape, for errors before the upgrade.
-fn status_response(code: StatusCode, reason: &str, message: String) -> Response {
+pub(crate) fn status_response(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
@@ -180,7 +183,7 @@ async fn not_built(UrlPath(parts): UrlPath<Vec<(String, String)>>) -> Response {
     status_response(
         StatusCode::NOT_IMPLEMENTED,
         "NotImplemented",
-        format!("pod {pod}: attach and port-forward are not built in skiff's kubelet yet; use `kubectl exec` to reach the container"),
+        format!("pod {pod}: attach is not built in skiff's kubelet yet; use `kubectl exec` to reach the container"),
     )
 }
 

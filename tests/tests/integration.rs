@@ -28,6 +28,7 @@ mod netd_cluster;
 mod netd_proxy;
 mod scheduler;
 mod skiffctl;
+mod skiffctl_streaming;
 mod store_bad_input;
 mod store_features;
 
