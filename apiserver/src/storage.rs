@@ -311,8 +311,21 @@ impl Storage {
         let txn = Txn::new().when(compares).and_then(ops).or_else(checks);
         // A write is not retried blindly: if the first attempt committed but its answer
         // was lost, a retry would fail its own condition and report a false conflict.
-        let mut kv = self.client.kv_client();
-        let resp = kv.txn(txn).await?;
+        // Only a write that never left (the member it was sent to refused the
+        // connection: powered off, restarting) goes again, to another member.
+        let mut attempt = 0;
+        let resp = loop {
+            let mut kv = self.client.kv_client();
+            match kv.txn(txn.clone()).await {
+                Ok(resp) => break resp,
+                Err(e) if attempt < 8 && never_sent(&e) => {
+                    tracing::debug!(error = %e, attempt, "store write not sent; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if resp.succeeded() {
             return Ok(Ok(resp.header().map(|h| h.revision()).unwrap_or(0)));
         }
@@ -406,6 +419,17 @@ where
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Whether a request failed before reaching any member: the connection to the member it
+/// was balanced to could not be made.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && s.message().contains("tcp connect error")
+        }
+        _ => false,
     }
 }
 

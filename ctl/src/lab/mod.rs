@@ -592,6 +592,12 @@ async fn status(spec: &LabSpec) -> Result<()> {
                     .join(" ")
             })
             .unwrap_or_default();
+        let rss_kib: u64 = s
+            .into_iter()
+            .flat_map(|s| &s.processes)
+            .filter_map(|p| p.pid)
+            .filter_map(rss_kib)
+            .sum();
         let pod_count = match (&pods, m.role) {
             (Some(p), Role::Worker) => p.get(&m.name).copied().unwrap_or(0).to_string(),
             (None, Role::Worker) => "?".into(),
@@ -604,6 +610,7 @@ async fn status(spec: &LabSpec) -> Result<()> {
             state,
             roles.get(&m.name).cloned().unwrap_or_else(|| "-".into()),
             pod_count,
+            format!("{:.0}Mi", rss_kib as f64 / 1024.0),
             processes,
         ]);
     }
@@ -616,7 +623,16 @@ async fn status(spec: &LabSpec) -> Result<()> {
             "running".into(),
             "-".into(),
             "-".into(),
-            format!("{}({pid}) control-plane-endpoint(relay)", p.name),
+            format!(
+                "{:.0}Mi",
+                (p.pid.and_then(rss_kib).unwrap_or(0) + rss_kib(supervised.pid).unwrap_or(0))
+                    as f64
+                    / 1024.0
+            ),
+            format!(
+                "{}({pid}) supervisor({}) control-plane-endpoint(relay)",
+                p.name, supervised.pid
+            ),
         ]);
     }
     print!("{}", tabwrite(&rows));
@@ -627,6 +643,18 @@ async fn status(spec: &LabSpec) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A process's resident memory (VmRSS), in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
