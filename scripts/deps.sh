@@ -18,6 +18,7 @@ packages=(
     skopeo            # pushes the test images to that registry
     iperf3            # bench_netd: pod-to-pod and node-to-node TCP throughput
     iputils-ping      # bench_netd: round-trip latency
+    tzdata            # /usr/share/zoneinfo: CronJob time zones (spec.timeZone)
 )
 
 say() { printf 'deps: %s\n' "$*"; }
