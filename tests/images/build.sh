@@ -9,6 +9,8 @@
 #   skiff-test/httpd:1    busybox httpd serving /www/index.html ("hello from skiff")
 #                         on port 8080; CMD ["httpd","-f","-v","-p","8080","-h","/www"]
 #   skiff-test/fail:1     ENTRYPOINT ["sh","-c","echo failing; exit 3"]
+#   skiff-test/greet:1    ENTRYPOINT ["echo","hello"] CMD ["world"]: prints "hello world",
+#                         and shows how command/args replace ENTRYPOINT/CMD
 #   skiff-test/memhog:1   holds $ALLOC_MB (default 64) MiB in a shell variable, then
 #                         sleeps; ENTRYPOINT ["sh","-c", …]
 #
@@ -27,7 +29,7 @@ set -euo pipefail
 registry="${SKIFF_REGISTRY:-127.0.0.1:5000}"
 dir="${SKIFF_IMAGES_DIR:-/var/lib/skiff/test-images}"
 busybox=/bin/busybox
-images=(busybox httpd fail memhog)
+images=(busybox httpd fail greet memhog)
 
 say() { printf 'images: %s\n' "$*"; }
 die() {
@@ -129,6 +131,7 @@ path_env='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 build_layout busybox "$tree" "$path_env,\"Cmd\":[\"sh\"]"
 build_layout httpd "$tree" "$path_env,\"Cmd\":[\"httpd\",\"-f\",\"-v\",\"-p\",\"8080\",\"-h\",\"/www\"],\"ExposedPorts\":{\"8080/tcp\":{}}"
 build_layout fail "$tree" "$path_env,\"Entrypoint\":[\"sh\",\"-c\",\"echo failing; exit 3\"]"
+build_layout greet "$tree" "$path_env,\"Entrypoint\":[\"echo\",\"hello\"],\"Cmd\":[\"world\"]"
 build_layout memhog "$tree" "\"Env\":[\"PATH=/bin\",\"ALLOC_MB=64\"],\"Entrypoint\":[\"sh\",\"-c\",\"x=\$(head -c \${ALLOC_MB}m /dev/zero | tr -c a a); echo allocated \${#x} bytes; exec sleep 3600\"]"
 rm -rf "$tree"
 echo "$stamp" >"$dir/layouts/stamp"

@@ -24,5 +24,6 @@ pub mod linearizability;
 pub mod netns;
 pub mod scheduler;
 pub mod skiffctl;
+pub mod tour;
 pub mod wait;
 pub mod workload;

@@ -31,6 +31,7 @@ mod skiffctl;
 mod skiffctl_streaming;
 mod store_bad_input;
 mod store_features;
+mod tour;
 
 /// With `autotests = false`, a suite file without its `mod` line would silently never run.
 #[test]

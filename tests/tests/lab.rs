@@ -18,17 +18,17 @@ use skiff_tests::wait::eventually;
 
 /// A lab of this test's own: its name, subnet, directory and kubeconfig are unique, so
 /// it runs beside other suites (and a user's lab) without sharing anything.
-struct TestLab {
-    name: String,
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    skiffctl: PathBuf,
+pub(crate) struct TestLab {
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) skiffctl: PathBuf,
     down: bool,
     _tmp: tempfile::TempDir,
 }
 
 impl TestLab {
-    fn up() -> Result<TestLab> {
+    pub(crate) fn up() -> Result<TestLab> {
         ensure_images()?;
         let tmp = tempfile::Builder::new().prefix("skiff-lab-").tempdir()?;
         let tag = rand::random::<u32>() & 0xff_ffff;
@@ -40,7 +40,12 @@ impl TestLab {
             down: false,
             _tmp: tmp,
         };
-        let subnet = format!("10.79.{}.0", tag % 250);
+        // nextest runs tests as separate processes: under a lock shared by all of them,
+        // take a subnet no bridge on this machine has yet, and hold the lock until
+        // `lab up` has made this lab's bridge.
+        let lock = std::fs::File::create(std::env::temp_dir().join("skiff-test-labs.lock"))?;
+        lock.lock()?;
+        let subnet = free_subnet(tag)?;
         let skiff = skiff_binary()?;
         let out = lab.lab(&[
             "up",
@@ -64,7 +69,7 @@ impl TestLab {
     }
 
     /// `skiffctl lab ARGS --name … --dir …` with the test's kubeconfig.
-    fn lab(&self, args: &[&str]) -> Result<Output> {
+    pub(crate) fn lab(&self, args: &[&str]) -> Result<Output> {
         Command::new(&self.skiffctl)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -147,7 +152,7 @@ impl TestLab {
         .with_context(|| self.logs_of("w1"))
     }
 
-    fn logs_of(&self, machine: &str) -> String {
+    pub(crate) fn logs_of(&self, machine: &str) -> String {
         let dir = self.dir.join(machine).join("logs");
         let mut s = String::new();
         for log in [
@@ -182,6 +187,18 @@ impl TestLab {
             .map(str::to_string)
             .collect())
     }
+}
+
+/// A 10.79.N.0 subnet that no address on this machine is in.
+fn free_subnet(seed: u32) -> Result<String> {
+    let out = Command::new("ip").args(["-o", "-4", "addr", "show"]).output()?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    (0..250)
+        .map(|i| (seed + i) % 250)
+        .map(|n| format!("10.79.{n}."))
+        .find(|prefix| !used.contains(prefix.as_str()))
+        .map(|prefix| format!("{prefix}0"))
+        .context("every 10.79.N.0/24 is in use")
 }
 
 impl Drop for TestLab {

@@ -47,6 +47,20 @@ enum LabCommand {
         #[command(flatten)]
         which: Which,
     },
+    /// Run a command on a machine: in its network namespace, as `ssh MACHINE CMD` would
+    /// on a real one (the lab's machines share this machine's file system).
+    Exec {
+        /// The machine, e.g. cp1 or w2.
+        machine: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Print shell exports for the lab's store (etcdctl and `skiffctl store`):
+    /// `eval "$(skiffctl lab env)"`.
+    Env(Which),
     /// Run the lab's supervisor in the foreground (`up` starts it).
     #[command(hide = true)]
     Supervise(Which),
@@ -56,11 +70,11 @@ enum LabCommand {
 #[derive(Args, Clone)]
 struct Which {
     /// The lab's name (several labs can run side by side).
-    #[arg(long, default_value = "lab")]
+    #[arg(long, env = "SKIFF_LAB", default_value = "lab")]
     name: String,
     /// Where the lab keeps its configuration, data and logs
     /// (default /var/lib/skiff/lab/NAME).
-    #[arg(long)]
+    #[arg(long, env = "SKIFF_LAB_DIR")]
     dir: Option<PathBuf>,
 }
 
@@ -148,8 +162,51 @@ pub async fn run(global: &GlobalArgs, args: LabArgs) -> Result<()> {
             println!("{}", response.message.unwrap_or_default());
             Ok(())
         }
+        LabCommand::Exec {
+            machine,
+            command,
+            which,
+        } => exec(&which.load()?, &machine, &command),
+        LabCommand::Env(w) => {
+            print!("{}", env_exports(&w.load()?));
+            Ok(())
+        }
         LabCommand::Supervise(w) => supervisor::run(w.load()?).await,
     }
+}
+
+/// Runs `command` in `machine`'s network namespace and exits with its status.
+fn exec(spec: &LabSpec, machine: &str, command: &[String]) -> Result<()> {
+    let m = spec.machine(machine).ok_or_else(|| {
+        anyhow!(
+            "lab {:?} has no machine {machine:?}; it has {}",
+            spec.name,
+            spec.machines
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let status = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", m.netns))
+        .arg("--")
+        .args(command)
+        .status()
+        .with_context(|| format!("running nsenter for {machine}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => std::process::exit(code),
+        None => bail!("{} on {machine} was killed by a signal", command[0]),
+    }
+}
+
+/// The exports that point etcdctl (v3 API) and `skiffctl store` at the lab's members.
+fn env_exports(spec: &LabSpec) -> String {
+    let endpoints = spec.store_endpoints().join(",");
+    format!(
+        "export ETCDCTL_API=3\nexport ETCDCTL_ENDPOINTS={endpoints}\nexport SKIFF_STORE_ENDPOINTS={endpoints}\n"
+    )
 }
 
 /// Asks the supervisor, turning its refusals into errors.
@@ -435,7 +492,7 @@ fn print_usage(spec: &LabSpec, merged: &Path) {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "Logs: {}/<machine>/logs/<daemon>.log. Images: skiff.invalid/test/{{busybox,httpd,fail,memhog}}:1{}.",
+        "Logs: {}/<machine>/logs/<daemon>.log. Images: skiff.invalid/test/{{busybox,httpd,fail,greet,memhog}}:1{}.",
         spec.dir.display(),
         if spec.registry_dir.is_some() {
             format!(", also in the registry at {}/test/", spec.registry())

@@ -227,10 +227,13 @@ impl LabSpec {
             .join(",")
     }
 
-    /// The store's client URLs, for etcdctl and `lab status`.
+    /// The store members as HOST:PORT. Without a scheme because etcdctl 3.4's
+    /// `endpoint status` dials an endpoint with its scheme as the HTTP/2 authority
+    /// (`http://…`), which skiff's HTTP/2 server refuses as malformed; every other call
+    /// strips the scheme.
     pub fn store_endpoints(&self) -> Vec<String> {
         self.control_planes()
-            .map(|m| format!("http://{}:2379", m.ip))
+            .map(|m| format!("{}:2379", m.ip))
             .collect()
     }
 
