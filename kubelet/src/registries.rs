@@ -378,6 +378,15 @@ impl RegistryConfig {
             .map(|m| rewrite(&m.location, m.insecure, true))
             .collect();
         out.push(rewrite(&r.location, r.insecure, false));
+        if let Some(e) = out.iter().find(|e| e.path.is_empty()) {
+            return Err(Error::Image {
+                image: reference.name(),
+                message: format!(
+                    "--registry-config maps it to {}, a registry without a repository path; give the location a path",
+                    e.host
+                ),
+            });
+        }
         Ok(out)
     }
 }
@@ -588,6 +597,17 @@ insecure = true
                 .unwrap()
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn a_location_must_leave_a_repository_path() {
+        let c = parse("[[registry]]\nprefix = \"r.io/app\"\nlocation = \"m.io\"\n").unwrap();
+        let e = c.endpoints(&reference("r.io/app:1")).unwrap_err();
+        assert!(e.to_string().contains("without a repository path"), "{e}");
+        assert_eq!(
+            c.endpoints(&reference("r.io/app/sub:1")).unwrap()[0].repository(),
+            "m.io/sub"
         );
     }
 
