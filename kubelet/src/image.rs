@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::reference::Reference;
+use crate::registries::{Endpoint, RegistryConfig};
 use crate::runtime::{Runtime, SNAPSHOTTER};
 use crate::{Error, Result};
 
@@ -192,17 +193,19 @@ where
 #[derive(Clone, Debug)]
 pub struct Puller {
     http: reqwest::Client,
+    registries: RegistryConfig,
 }
 
 impl Puller {
-    /// A puller with its own HTTP client.
-    pub fn new() -> Result<Puller> {
+    /// A puller with its own HTTP client and the per-registry settings of
+    /// `--registry-config`.
+    pub fn new(registries: RegistryConfig) -> Result<Puller> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .read_timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        Ok(Puller { http })
+        Ok(Puller { http, registries })
     }
 
     async fn get(&self, image: &str, url: &str, accept: &str) -> Result<reqwest::Response> {
@@ -212,7 +215,7 @@ impl Puller {
         };
         if url.starts_with("https://") {
             return Err(err(format!(
-                "{url}: HTTPS registries are not supported by skiff's kubelet yet (only plain HTTP registries on loopback); import the image from an archive in --image-dir instead"
+                "{url}: HTTPS registries are not supported by skiff's kubelet yet; a registry that serves plain HTTP needs `insecure = true` for its location in --registry-config (only loopback registries are plain HTTP without it), or import the image from an archive in --image-dir"
             )));
         }
         let resp = self
@@ -237,10 +240,45 @@ impl Puller {
         Ok(resp)
     }
 
-    /// Pulls `reference` into containerd and unpacks it; returns the image name.
+    /// Pulls `reference` into containerd and unpacks it; returns the image name. The
+    /// mirrors of its `--registry-config` table are tried first, in order, then its
+    /// location, as CRI-O does; the image keeps the name the pod gave it.
     pub async fn pull(&self, rt: &Runtime, reference: &Reference) -> Result<String> {
+        let endpoints = self.registries.endpoints(reference)?;
+        let mut failures = Vec::new();
+        for endpoint in &endpoints {
+            match self.pull_from(rt, reference, endpoint).await {
+                Ok(name) => {
+                    if endpoint.mirror {
+                        tracing::info!(image = %name, mirror = %endpoint.repository(), "pulled from a mirror");
+                    }
+                    return Ok(name);
+                }
+                Err(e) if endpoints.len() == 1 => return Err(e),
+                Err(e) => {
+                    tracing::info!(image = %reference.name(), from = %endpoint.repository(), error = %e, "pull failed; trying the next location");
+                    let message = match e {
+                        Error::Image { message, .. } => message,
+                        other => other.to_string(),
+                    };
+                    failures.push(format!("{}: {message}", endpoint.repository()));
+                }
+            }
+        }
+        Err(Error::Image {
+            image: reference.name(),
+            message: format!("no mirror or location had it: {}", failures.join("; ")),
+        })
+    }
+
+    async fn pull_from(
+        &self,
+        rt: &Runtime,
+        reference: &Reference,
+        endpoint: &Endpoint,
+    ) -> Result<String> {
         let name = reference.name();
-        let base = format!("{}/v2/{}", reference.registry_url(), reference.path);
+        let base = format!("{}/v2/{}", endpoint.registry_url(), endpoint.path);
         let lease = format!("skiff-pull-{}", rand::random::<u64>());
         rt.create_lease(&lease).await?;
         let result = async {

@@ -9,14 +9,15 @@
 //! - [`env`]: a container's environment (service variables, envFrom, valueFrom).
 //! - [`spec`]: the OCI runtime spec of a container from its pod and image (pure).
 //! - [`image`] and [`reference`]: pulls from registries, imports of OCI archives, and
-//!   the unpacking of layers onto snapshots.
+//!   the unpacking of layers onto snapshots; [`registries`]: per-registry settings
+//!   (plain HTTP, mirrors) from `--registry-config`.
 //! - [`runtime`]: the containerd gRPC calls.
 //! - [`cni`] and [`netns`]: pod networking.
 //! - [`probe`]: liveness, readiness and startup probes, and the actions of hooks.
 //! - [`events`]: Events about pods.
 //! - [`logs`]: container log files in the CRI format, their paths and rotation.
 //! - [`volume`]: emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes.
-//! - [`streaming`]: the API the apiserver proxies to: container logs and exec.
+//! - [`streaming`]: the API the apiserver proxies to: container logs, exec and attach.
 //!
 //! [`run`] starts it all and returns when `shutdown` fires. Pods keep running when the
 //! kubelet stops, as with Kubernetes; a new kubelet replaces their containers.
@@ -33,6 +34,7 @@ pub mod pod;
 pub mod portforward;
 pub mod probe;
 pub mod reference;
+pub mod registries;
 pub mod runtime;
 mod server;
 pub mod spec;
@@ -82,6 +84,8 @@ pub struct Config {
     pub cluster_domain: String,
     /// --image-dir: archives imported at start and when added.
     pub image_dir: Option<PathBuf>,
+    /// --registry-config: per-registry settings (empty without the flag).
+    pub registries: registries::RegistryConfig,
     /// --pod-logs-dir: where container logs go (/var/log/pods).
     pub pod_logs_dir: PathBuf,
     /// --container-log-max-size and --container-log-max-files.
@@ -189,6 +193,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     };
 
     let (store, writer) = reflector::store::<Pod>();
+    let attachments = logs::Attachments::default();
     tasks.spawn(streaming::serve(
         api_listener,
         streaming::Streaming {
@@ -196,6 +201,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             root_dir: config.root_dir.clone(),
             pod_logs_dir: config.pod_logs_dir.clone(),
             pods: store.clone(),
+            attachments: attachments.clone(),
         },
         stop_rx.clone(),
     ));
@@ -239,7 +245,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
     let shared = Arc::new(pod::Shared {
         rt: rt.clone(),
-        puller: image::Puller::new()?,
+        attachments,
+        puller: image::Puller::new(config.registries.clone())?,
         cni: cni::Cni {
             bin_dirs: config.cni_bin_dirs.clone(),
             conf_dir: config.cni_conf_dir.clone(),

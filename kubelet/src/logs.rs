@@ -413,12 +413,90 @@ pub fn release(path: &Path) {
         .open(path);
 }
 
+/// A chunk of a running container's output, as attach sessions receive it.
+pub type OutputChunk = (Stream, std::sync::Arc<[u8]>);
+
+/// The live output of the running containers, keyed by container id: the log pump of
+/// each container publishes what it reads, and attach sessions subscribe.
+#[derive(Clone, Debug, Default)]
+pub struct Attachments {
+    live: std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<String, tokio::sync::broadcast::Sender<OutputChunk>>,
+        >,
+    >,
+}
+
+/// Chunks buffered per attach session; a slower client misses output (it stays in the log).
+const ATTACH_BUFFER: usize = 64;
+
+impl Attachments {
+    /// Starts publishing the output of container `id`; it ends when the publisher drops.
+    pub fn publish(&self, id: &str) -> Publisher {
+        let (tx, _) = tokio::sync::broadcast::channel(ATTACH_BUFFER);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), tx.clone());
+        Publisher {
+            id: id.to_string(),
+            tx,
+            attachments: self.clone(),
+        }
+    }
+
+    /// The output of container `id` from now on, while its pump runs.
+    pub fn subscribe(&self, id: &str) -> Option<tokio::sync::broadcast::Receiver<OutputChunk>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|tx| tx.subscribe())
+    }
+}
+
+/// The publishing side of one container's output; dropping it ends the subscribers'
+/// streams.
+#[derive(Debug)]
+pub struct Publisher {
+    id: String,
+    tx: tokio::sync::broadcast::Sender<OutputChunk>,
+    attachments: Attachments,
+}
+
+impl Publisher {
+    fn send(&self, stream: Stream, chunk: &[u8]) {
+        // Nothing is copied while nobody is attached.
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send((stream, chunk.into()));
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut live = self
+            .attachments
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if live
+            .get(&self.id)
+            .is_some_and(|tx| tx.same_channel(&self.tx))
+        {
+            live.remove(&self.id);
+        }
+    }
+}
+
 /// Copies a container's stdout and stderr (FIFO readers) into its log file until both
-/// end (the runtime closes them when the process and its output are done).
+/// end (the runtime closes them when the process and its output are done), and to the
+/// attach sessions of `publisher`.
 pub async fn pump(
     stdout: Option<tokio::net::unix::pipe::Receiver>,
     stderr: Option<tokio::net::unix::pipe::Receiver>,
     mut file: LogFile,
+    publisher: Publisher,
 ) {
     use tokio::io::AsyncReadExt;
     let mut streams = [
@@ -459,6 +537,7 @@ pub async fn pump(
                 } else {
                     &buf_err[..n]
                 };
+                publisher.send(*stream, chunk);
                 let lines = splitter.push(chunk);
                 write(&mut file, *stream, lines);
             }
@@ -852,5 +931,28 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].content, b"one");
         assert_eq!(&text[used..], b"2024-01-01T00:00:02Z stderr P tw");
+    }
+
+    #[test]
+    fn attachments_fan_out_until_the_publisher_drops() {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let a = Attachments::default();
+        assert!(a.subscribe("c").is_none());
+        let p = a.publish("c");
+        p.send(Stream::Stdout, b"nobody listens yet");
+        let mut r1 = a.subscribe("c").unwrap();
+        let mut r2 = a.subscribe("c").unwrap();
+        p.send(Stream::Stderr, b"x");
+        let (stream, data) = r1.try_recv().unwrap();
+        assert_eq!((stream, &*data), (Stream::Stderr, &b"x"[..]));
+        assert_eq!(&*r2.try_recv().unwrap().1, b"x");
+        // A restarted container publishes under a new id; the old publisher's drop
+        // must not remove a newer entry of the same id either.
+        let newer = a.publish("c");
+        drop(p);
+        assert!(matches!(r1.try_recv(), Err(TryRecvError::Closed)));
+        assert!(a.subscribe("c").is_some());
+        drop(newer);
+        assert!(a.subscribe("c").is_none());
     }
 }

@@ -52,6 +52,8 @@ const VOLUME_REFRESH: Duration = Duration::from_secs(5);
 pub struct Shared {
     /// containerd.
     pub rt: Runtime,
+    /// The running containers' live output, for attach.
+    pub attachments: logs::Attachments,
     /// Image pulls.
     pub puller: image::Puller,
     /// CNI.
@@ -448,7 +450,8 @@ impl Worker {
                     match logs::LogFile::open(&log_path, self.shared.log_rotation) {
                         Ok(file) => {
                             let reader = |p: &std::path::Path| logs::open_now(p).ok();
-                            tokio::spawn(logs::pump(reader(&out), reader(&err), file));
+                            let publisher = self.shared.attachments.publish(&c.id);
+                            tokio::spawn(logs::pump(reader(&out), reader(&err), file, publisher));
                         }
                         Err(e) => {
                             tracing::warn!(container = %c.id, error = %e, "adopted container's output not logged")
@@ -1196,7 +1199,7 @@ impl Worker {
         let sources = self.env_sources(pod, c).await?;
         let vars = crate::env::container_vars(pod, c, &sources)
             .map_err(|e| Error::ContainerConfig(e.to_string()))?;
-        let plans = volume::mount_plans(pod, c, &dir)?;
+        let plans = volume::mount_plans(pod, c, &dir, &vars)?;
         for p in plans.iter().filter(|p| p.sub_path) {
             // Kubernetes makes a missing subPath as a directory.
             if std::fs::symlink_metadata(&p.source).is_err() {
@@ -1228,6 +1231,7 @@ impl Worker {
         rt.create_container(&id, &local.name, &spec, &id, l).await?;
         let log_path = logs::container_log_path(&self.log_dir(), &c.name, restart_count);
         let rotation = self.shared.log_rotation;
+        let attachments = self.shared.attachments.clone();
         let started = async {
             let mounts = rt.prepare_snapshot(&id, &local.chain_id, None).await?;
             let (out, err) = logs::fifo_paths(&dir, &id);
@@ -1252,7 +1256,8 @@ impl Worker {
             let both = async { tokio::join!(out_reader, err_reader) };
             match tokio::time::timeout(Duration::from_secs(10), both).await {
                 Ok((o, e)) => {
-                    tokio::spawn(logs::pump(reader(o), reader(e), file));
+                    let publisher = attachments.publish(&id);
+                    tokio::spawn(logs::pump(reader(o), reader(e), file, publisher));
                 }
                 Err(_) => {
                     tracing::warn!(container = %id, "the runtime did not open the output FIFOs; output not logged");

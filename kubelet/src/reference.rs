@@ -133,18 +133,6 @@ impl Reference {
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
-
-    /// The base URL of the registry's HTTP API. Loopback registries are plain HTTP, as
-    /// Docker treats them; Docker Hub's API lives on registry-1.docker.io.
-    pub fn registry_url(&self) -> String {
-        if is_loopback_host(&self.domain) {
-            format!("http://{}", self.domain)
-        } else if self.domain == "docker.io" {
-            "https://registry-1.docker.io".to_string()
-        } else {
-            format!("https://{}", self.domain)
-        }
-    }
 }
 
 /// Whether a registry host (with an optional port) is on loopback.
@@ -168,7 +156,6 @@ mod tests {
     fn docker_hub_short_names_are_normalised() {
         let r = Reference::parse("busybox").unwrap();
         assert_eq!(r.name(), "docker.io/library/busybox:latest");
-        assert_eq!(r.registry_url(), "https://registry-1.docker.io");
         let r = Reference::parse("user/app:1.2").unwrap();
         assert_eq!(r.name(), "docker.io/user/app:1.2");
     }
@@ -179,11 +166,9 @@ mod tests {
         assert_eq!(r.domain, "127.0.0.1:5000");
         assert_eq!(r.path, "skiff-test/busybox");
         assert_eq!(r.tag.as_deref(), Some("1"));
-        assert_eq!(r.registry_url(), "http://127.0.0.1:5000");
         assert_eq!(r.name(), "127.0.0.1:5000/skiff-test/busybox:1");
         let r = Reference::parse("localhost:5000/x").unwrap();
         assert_eq!(r.name(), "localhost:5000/x:latest");
-        assert_eq!(r.registry_url(), "http://localhost:5000");
     }
 
     #[test]

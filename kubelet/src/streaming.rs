@@ -1,8 +1,11 @@
 //! The kubelet's streaming API, which the apiserver proxies `pods/log`, `pods/exec`,
-//! `pods/portforward` (see [`crate::portforward`]) and, later, `pods/attach` to: `/containerLogs/{namespace}/{pod}/{container}`
-//! answers with the container's log as plain text (chunked while following), and
-//! `/exec/{namespace}/{pod}/{container}` runs a command over a WebSocket speaking
-//! Kubernetes' channel protocol (`v5.channel.k8s.io`, or `v4.channel.k8s.io`).
+//! `pods/attach` and `pods/portforward` (see [`crate::portforward`]) to:
+//! `/containerLogs/{namespace}/{pod}/{container}` answers with the container's log as
+//! plain text (chunked while following), `/exec/{namespace}/{pod}/{container}` runs a
+//! command and `/attach/{namespace}/{pod}/{container}` streams the running container's
+//! stdout and stderr (from the log pump, see [`crate::logs::Attachments`]), both over a
+//! WebSocket speaking Kubernetes' channel protocol (`v5.channel.k8s.io`, or
+//! `v4.channel.k8s.io`).
 //!
 //! Every binary message starts with a channel byte: 0 stdin, 1 stdout, 2 stderr, 3 the
 //! final status (a `metav1.Status` in JSON), 4 terminal resize (`{"Width":…,"Height":…}`).
@@ -73,6 +76,8 @@ pub struct Streaming {
     pub pod_logs_dir: PathBuf,
     /// The pods bound to this node (their uids and container statuses).
     pub pods: Store<Pod>,
+    /// The running containers' live output, for attach.
+    pub attachments: logs::Attachments,
 }
 
 /// The streaming routes, to be merged into the kubelet's server.
@@ -83,7 +88,7 @@ pub fn router(streaming: Streaming) -> Router {
             axum::routing::get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
-        .route("/attach/{namespace}/{pod}/{container}", any(not_built))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach))
         .route(
             "/portForward/{namespace}/{pod}",
             any(crate::portforward::port_forward),
@@ -127,6 +132,15 @@ impl ExecOptions {
     /// Parses `command=…&command=…&stdin=true…`; booleans accept what Go's
     /// strconv.ParseBool accepts.
     pub fn parse(query: &str) -> std::result::Result<ExecOptions, String> {
+        let o = ExecOptions::parse_streams(query)?;
+        if o.command.is_empty() {
+            return Err("you must specify at least one command for the container".into());
+        }
+        Ok(o)
+    }
+
+    /// Parses the stream flags of an attach request (no command).
+    pub fn parse_streams(query: &str) -> std::result::Result<ExecOptions, String> {
         let mut o = ExecOptions::default();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             let flag = || match v.as_ref() {
@@ -142,9 +156,6 @@ impl ExecOptions {
                 "tty" => o.tty = flag()?,
                 _ => {}
             }
-        }
-        if o.command.is_empty() {
-            return Err("you must specify at least one command for the container".into());
         }
         if !(o.stdin || o.stdout || o.stderr) {
             return Err("you must specify at least one of stdin, stdout, stderr".into());
@@ -174,17 +185,117 @@ pub(crate) fn status_response(code: StatusCode, reason: &str, message: String) -
         .into_response()
 }
 
-async fn not_built(UrlPath(parts): UrlPath<Vec<(String, String)>>) -> Response {
-    let pod = parts
-        .iter()
-        .find(|(k, _)| k == "pod")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
-    status_response(
-        StatusCode::NOT_IMPLEMENTED,
-        "NotImplemented",
-        format!("pod {pod}: attach is not built in skiff's kubelet yet; use `kubectl exec` to reach the container"),
-    )
+async fn attach(
+    State(s): State<Arc<Streaming>>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let options = match ExecOptions::parse_streams(query.as_deref().unwrap_or("")) {
+        Ok(o) => o,
+        Err(e) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", e),
+    };
+    if options.stdin || options.tty {
+        // The kubelet refuses pods with stdin or tty containers, so there is no stdin or
+        // terminal to attach to.
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("container {container} of pod {namespace}/{pod} has no stdin or terminal to attach to (skiff's kubelet does not run containers with stdin or tty yet); attach without -i and -t"),
+        );
+    }
+    let Ok(upgrade) = upgrade else {
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "attach needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io; skiff's kubelet does not speak SPDY".into(),
+        );
+    };
+    let not_running = || {
+        status_response(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("container {container} of pod {namespace}/{pod} is not running on this node"),
+        )
+    };
+    let output = match running_container(&s.runtime, &namespace, &pod, &container).await {
+        Ok(Some(c)) => s.attachments.subscribe(&c.id),
+        Ok(None) => return not_running(),
+        Err(e) => {
+            return status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        }
+    };
+    let Some(output) = output else {
+        return not_running();
+    };
+    let upgrade = upgrade.protocols(CHANNEL_PROTOCOLS);
+    if upgrade.selected_protocol().is_none() {
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "none of the offered WebSocket subprotocols is served; this kubelet speaks {}",
+                CHANNEL_PROTOCOLS.join(", ")
+            ),
+        );
+    }
+    tracing::info!(pod = %format!("{namespace}/{pod}"), %container, "attach");
+    upgrade.on_upgrade(move |socket| attach_session(socket, output, options))
+}
+
+/// Forwards a container's output until it ends (the container exited: Success on the
+/// status channel, as Kubernetes reports a finished attach) or the client leaves.
+async fn attach_session(
+    socket: WebSocket,
+    mut output: tokio::sync::broadcast::Receiver<logs::OutputChunk>,
+    options: ExecOptions,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    loop {
+        tokio::select! {
+            chunk = output.recv() => match chunk {
+                Ok((stream, data)) => {
+                    let chan = match stream {
+                        logs::Stream::Stdout if options.stdout => channel::STDOUT,
+                        logs::Stream::Stderr if options.stderr => channel::STDERR,
+                        _ => continue,
+                    };
+                    let mut msg = Vec::with_capacity(data.len() + 1);
+                    msg.push(chan);
+                    msg.extend_from_slice(&data);
+                    if ws_tx.send(Message::Binary(msg.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(chunks = n, "an attach client is too slow; output skipped (it is in the log)");
+                }
+                Err(RecvError::Closed) => break,
+            },
+            msg = ws_rx.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let mut msg = vec![channel::ERROR];
+    msg.extend_from_slice(
+        json!({"metadata": {}, "status": "Success"})
+            .to_string()
+            .as_bytes(),
+    );
+    let _ = ws_tx.send(Message::Binary(msg.into())).await;
+    let _ = ws_tx
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::NORMAL,
+            reason: "".into(),
+        })))
+        .await;
 }
 
 async fn exec(
@@ -925,6 +1036,9 @@ mod tests {
         .unwrap();
         assert_eq!(o.command, ["sh", "-c", "echo hi"]);
         assert!(o.stdin && o.stdout && o.stderr && !o.tty);
+        let a = ExecOptions::parse_streams("stdout=true&stderr=true").unwrap();
+        assert!(a.stdout && a.stderr && !a.stdin && a.command.is_empty());
+        assert!(ExecOptions::parse_streams("tty=true").is_err());
         assert!(ExecOptions::parse("stdout=true")
             .unwrap_err()
             .contains("at least one command"));

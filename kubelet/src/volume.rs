@@ -152,9 +152,10 @@ pub fn unsupported(pod: &Pod) -> Vec<String> {
                     c.name, m.name
                 ));
             }
-            if m.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty()) {
+            let expr = m.sub_path_expr.as_deref().filter(|s| !s.is_empty());
+            if expr.is_some() && m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
                 out.push(format!(
-                    "container {:?}: volumeMount {:?}: subPathExpr is not supported",
+                    "container {:?}: volumeMount {:?}: subPathExpr and subPath are mutually exclusive",
                     c.name, m.name
                 ));
             }
@@ -204,8 +205,54 @@ pub struct MountPlan {
     pub sub_path: bool,
 }
 
-/// The bind mounts of a container's volumeMounts.
-pub fn mount_plans(pod: &Pod, container: &Container, pod_dir: &Path) -> Result<Vec<MountPlan>> {
+/// A volumeMount's subPathExpr with the container's environment `vars` expanded, as
+/// Kubernetes does: `$(VAR)` must name a variable with a non-empty value, `$$` is `$`.
+pub fn expand_sub_path_expr(
+    expr: &str,
+    vars: &[(String, String)],
+) -> std::result::Result<String, String> {
+    let mut missing: Vec<&str> = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            rest = a;
+        } else if let Some((name, tail)) = after
+            .strip_prefix('(')
+            .and_then(|body| body.split_once(')'))
+        {
+            let set = vars
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .is_some_and(|(_, v)| !v.is_empty());
+            if !set && !missing.contains(&name) {
+                missing.push(name);
+            }
+            rest = tail;
+        } else {
+            rest = after;
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "subPathExpr {expr:?}: missing value for {}",
+            missing.join(", ")
+        ));
+    }
+    let expanded = crate::spec::expand(expr, vars);
+    check_relative(&expanded).map_err(|e| format!("subPathExpr {expr:?} expands to {e}"))?;
+    Ok(expanded)
+}
+
+/// The bind mounts of a container's volumeMounts; `vars` is the container's environment
+/// (for subPathExpr).
+pub fn mount_plans(
+    pod: &Pod,
+    container: &Container,
+    pod_dir: &Path,
+    vars: &[(String, String)],
+) -> Result<Vec<MountPlan>> {
     let volumes = pod
         .spec
         .as_ref()
@@ -220,7 +267,23 @@ pub fn mount_plans(pod: &Pod, container: &Container, pod_dir: &Path) -> Result<V
             ))
         })?;
         let kind = kind_of(v).map_err(Error::Spec)?;
-        out.push(plan(&kind, m, pod_dir)?);
+        let mut m = m.clone();
+        if let Some(expr) = m.sub_path_expr.take().filter(|s| !s.is_empty()) {
+            if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
+                return Err(Error::Spec(format!(
+                    "container {:?}: volumeMount {:?}: subPathExpr and subPath are mutually exclusive",
+                    container.name, m.name
+                )));
+            }
+            let sub = expand_sub_path_expr(&expr, vars).map_err(|e| {
+                Error::ContainerConfig(format!(
+                    "container {:?}: volumeMount {:?}: {e}",
+                    container.name, m.name
+                ))
+            })?;
+            m.sub_path = Some(sub);
+        }
+        out.push(plan(&kind, &m, pod_dir)?);
     }
     Ok(out)
 }
@@ -843,6 +906,7 @@ mod tests {
             &pod,
             &pod.spec.as_ref().unwrap().containers[0],
             Path::new("/p"),
+            &[],
         )
         .unwrap();
         assert_eq!(
@@ -870,6 +934,60 @@ mod tests {
             .sub_path = Some("../escape".into());
         assert!(unsupported(&bad).iter().any(|m| m.contains("'..'")));
         assert!(unsupported(&pod).is_empty());
+    }
+
+    #[test]
+    fn sub_path_expr_expands_the_containers_env() {
+        let vars = vec![
+            ("POD_NAME".to_string(), "web-0".to_string()),
+            ("EMPTY".to_string(), String::new()),
+            ("UP".to_string(), "..".to_string()),
+        ];
+        assert_eq!(
+            expand_sub_path_expr("logs/$(POD_NAME)", &vars).unwrap(),
+            "logs/web-0"
+        );
+        assert_eq!(
+            expand_sub_path_expr("a$$(POD_NAME)", &vars).unwrap(),
+            "a$(POD_NAME)"
+        );
+        let e = expand_sub_path_expr("$(NOPE)/$(EMPTY)", &vars).unwrap_err();
+        assert!(e.contains("missing value for NOPE, EMPTY"), "{e}");
+        assert!(expand_sub_path_expr("$(UP)/x", &vars)
+            .unwrap_err()
+            .contains("'..'"));
+
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+                "containers": [{"name": "c", "volumeMounts": [
+                    {"name": "scratch", "mountPath": "/data", "subPathExpr": "$(POD_NAME)"},
+                ]}],
+            },
+        }))
+        .unwrap();
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        let plans = mount_plans(&pod, c, Path::new("/p"), &vars).unwrap();
+        assert_eq!(
+            plans[0].source,
+            Path::new("/p/volumes/kubernetes.io~empty-dir/scratch/web-0")
+        );
+        assert!(plans[0].sub_path);
+        assert!(matches!(
+            mount_plans(&pod, c, Path::new("/p"), &[]),
+            Err(Error::ContainerConfig(_))
+        ));
+        assert!(unsupported(&pod).is_empty());
+        let mut both = pod.clone();
+        both.spec.as_mut().unwrap().containers[0]
+            .volume_mounts
+            .as_mut()
+            .unwrap()[0]
+            .sub_path = Some("x".into());
+        assert!(unsupported(&both)
+            .iter()
+            .any(|m| m.contains("mutually exclusive")));
     }
 
     #[test]

@@ -251,6 +251,10 @@ struct KubeletFlags {
     /// and when added.
     #[arg(long)]
     image_dir: Option<PathBuf>,
+    /// Per-registry settings (plain HTTP, mirrors, blocked) in the version 2 format of
+    /// containers-registries.conf(5), the file CRI-O and podman read.
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
     /// Directory of the containers' log files (<namespace>_<pod>_<uid>/<container>/<n>.log).
     #[arg(long, default_value = "/var/log/pods")]
     pod_logs_dir: PathBuf,
@@ -321,6 +325,10 @@ impl KubeletFlags {
             cluster_dns,
             cluster_domain: self.cluster_domain,
             image_dir: self.image_dir,
+            registries: match &self.registry_config {
+                Some(path) => skiff_kubelet::registries::RegistryConfig::load(path)?,
+                None => Default::default(),
+            },
             pod_logs_dir: self.pod_logs_dir,
             log_rotation: skiff_kubelet::logs::Rotation::parse(
                 &self.container_log_max_size,

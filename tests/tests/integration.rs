@@ -20,6 +20,7 @@ mod harness_etcd;
 mod kubelet;
 mod kubelet_docker_archive;
 mod kubelet_logs;
+mod kubelet_registries;
 mod kubelet_restart;
 mod kubelet_streaming;
 mod kubelet_volumes;

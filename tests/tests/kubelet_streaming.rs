@@ -1,5 +1,6 @@
-//! `kubectl exec` and `kubectl cp` through the apiserver's proxy to `skiff kubelet`'s
-//! streaming API (WebSocket, v5.channel.k8s.io), against a real pod in containerd.
+//! `kubectl exec`, `kubectl cp` and `kubectl attach` through the apiserver's proxy to
+//! `skiff kubelet`'s streaming API (WebSocket, v5.channel.k8s.io), against a real pod
+//! in containerd.
 
 use std::time::Duration;
 
@@ -151,5 +152,72 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
         "wrong container: {msg}"
     );
     drop(node);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_attach_follows_the_running_containers_output() -> Result<()> {
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let cp = ControlPlane::start(1).await?;
+    let node = KubeletNode::start(&cp, "kl-attach", &[])?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut pod = sleeper("ticker", &node.name);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.restart_policy = Some("Never".into());
+        spec.containers.truncate(1);
+        spec.containers[0].command = Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "i=0; while [ $i -lt 25 ]; do i=$((i+1)); echo tick $i; echo err $i >&2; sleep 1; done"
+                .into(),
+        ]);
+    }
+    pods.create(&PostParams::default(), &pod).await?;
+    eventually("pod ticker Running", TIMEOUT, || async {
+        let p = pods.get("ticker").await?;
+        let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+        if phase.as_deref() == Some("Running") {
+            return Ok(Some(()));
+        }
+        bail!("phase {phase:?}")
+    })
+    .await?;
+
+    // kubectl attach streams what the container prints from now on and returns when
+    // the container exits.
+    let kubectl = cp.kubectl_cmd();
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("120")
+        .arg(kubectl.get_program())
+        .args(kubectl.get_args())
+        .args(["attach", "ticker", "-c", "main"])
+        .env_remove("KUBECONFIG");
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    ensure!(
+        out.status.success(),
+        "kubectl attach: {:?}: {stderr}",
+        out.status
+    );
+    let ticks: Vec<u32> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
+    ensure!(
+        ticks.len() >= 2 && ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "stdout {stdout:?}"
+    );
+    ensure!(ticks.last() == Some(&25), "attach ended early: {stdout:?}");
+    ensure!(stderr.contains("err 25"), "stderr {stderr:?}");
+
+    // The log still has everything.
+    let logs = cp.kubectl_ok(&["logs", "ticker"])?;
+    for i in [1, 13, 25] {
+        ensure!(logs.contains(&format!("tick {i}\n")), "logs {logs:?}");
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Pod volumes through `skiff kubelet` on real containerd: configMap and secret
 //! volumes (an update is seen in the mounted file), an emptyDir shared by two
 //! containers, a memory emptyDir as tmpfs, downwardAPI labels, hostPath, read-only
-//! mounts, subPath; an unsupported volume type is a clear container error; and
+//! mounts, subPath, subPathExpr (expanded from the container's env; a missing variable
+//! is CreateContainerConfigError); an unsupported volume type is a clear container error; and
 //! nothing (no mount, no directory) is left once the pod is gone.
 
 use std::time::Duration;
@@ -226,6 +227,96 @@ async fn volumes_are_mounted_updated_in_place_and_removed() -> Result<()> {
     ensure!(
         std::fs::read_to_string(host_path.join("hello"))? == "on-host\n",
         "a hostPath outlives its pod"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_path_expr_expands_the_containers_env() -> Result<()> {
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let cp = ControlPlane::start(1).await?;
+    let node = KubeletNode::start(&cp, "kl-subexpr", &[])?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = |name: &str, mount: serde_json::Value| -> Result<Pod> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": node.name,
+                "terminationGracePeriodSeconds": 1,
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+                "containers": [{
+                    "name": "main",
+                    "image": image("busybox"),
+                    "command": ["sh", "-c", "echo mine > /mine/f && sleep 3600"],
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "volumeMounts": [
+                        {"name": "scratch", "mountPath": "/all"},
+                        mount,
+                    ],
+                }],
+            },
+        }))?)
+    };
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "expr",
+            serde_json::json!({"name": "scratch", "mountPath": "/mine", "subPathExpr": "logs/$(POD_NAME)"}),
+        )?,
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "missing",
+            serde_json::json!({"name": "scratch", "mountPath": "/mine", "subPathExpr": "$(NOT_SET)"}),
+        )?,
+    )
+    .await?;
+    eventually("the file under the expanded subPath", TIMEOUT, || async {
+        let out = cp.kubectl(&["exec", "expr", "--", "cat", "/all/logs/expr/f"])?;
+        if out.status.success() && String::from_utf8_lossy(&out.stdout) == "mine\n" {
+            return Ok(Some(()));
+        }
+        bail!("{}", String::from_utf8_lossy(&out.stderr))
+    })
+    .await?;
+    eventually(
+        "CreateContainerConfigError naming the variable",
+        TIMEOUT,
+        || async {
+            let p = pods.get("missing").await?;
+            let waiting = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state?.waiting)
+                .context("no waiting state yet")?;
+            if waiting.reason.as_deref() == Some("CreateContainerConfigError")
+                && waiting
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("missing value for NOT_SET"))
+            {
+                return Ok(Some(()));
+            }
+            bail!("{waiting:?}")
+        },
+    )
+    .await?;
+    let both = pod(
+        "both",
+        serde_json::json!({"name": "scratch", "mountPath": "/mine", "subPath": "a", "subPathExpr": "$(POD_NAME)"}),
+    )?;
+    let err = pods
+        .create(&PostParams::default(), &both)
+        .await
+        .err()
+        .context("a pod with subPath and subPathExpr was accepted")?;
+    ensure!(
+        err.to_string().contains("mutually exclusive"),
+        "unexpected error: {err}"
     );
     Ok(())
 }

@@ -1,0 +1,331 @@
+//! `--registry-config` (containers-registries.conf(5) version 2): a plain-HTTP registry
+//! on a non-loopback address (on a bridge the test makes) is refused with a
+//! clear message without the file and used with `insecure = true`; mirrors are tried
+//! in order before the registry itself; a bad file stops the kubelet at startup naming
+//! the file, line and key. Real `docker-registry` processes, pushed with `skopeo`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use skiff_client::{Api, Client, PostParams};
+use skiff_tests::cluster::{dying_with_parent, skiff_binary, tail};
+use skiff_tests::control_plane::{free_port, ControlPlane};
+use skiff_tests::kubelet::{archive_dir, ensure_images, KubeletNode};
+use skiff_tests::wait::eventually;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A bridge with no ports and one non-loopback address (a local address of the host
+/// all the same), removed on drop.
+struct DummyAddress {
+    device: String,
+    ip: String,
+}
+
+impl DummyAddress {
+    fn create() -> Result<DummyAddress> {
+        let r: u32 = rand::random();
+        let device = format!("skr{:08x}", r);
+        let ip = format!("10.78.{}.{}", (r >> 8) % 250, 2 + r % 250);
+        let guard = DummyAddress { device, ip };
+        for args in [
+            vec!["link", "add", &guard.device, "type", "bridge"],
+            vec![
+                "addr",
+                "add",
+                &format!("{}/32", guard.ip),
+                "dev",
+                &guard.device,
+            ],
+            vec!["link", "set", &guard.device, "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output()?;
+            ensure!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for DummyAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.device])
+            .output();
+    }
+}
+
+/// A `docker-registry` holding the busybox test image, killed on drop.
+struct TestRegistry {
+    addr: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl TestRegistry {
+    fn start(ip: &str) -> Result<TestRegistry> {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-registry-")
+            .tempdir()?;
+        let addr = format!("{ip}:{}", free_port()?);
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("registry.yml"), config)?;
+        let log = std::fs::File::create(dir.path().join("registry.log"))?;
+        let child = dying_with_parent(Path::new("/usr/bin/docker-registry"))
+            .arg("serve")
+            .arg(dir.path().join("registry.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting docker-registry (make deps installs it)")?;
+        let registry = TestRegistry { addr, dir, child };
+        let layout = archive_dir()
+            .parent()
+            .context("images dir")?
+            .join("layouts/busybox");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = Command::new("skopeo")
+                .args(["copy", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}", layout.display()))
+                .arg(format!("docker://{}/skiff-test/busybox:1", registry.addr))
+                .output()
+                .context("running skopeo (make deps installs it)")?;
+            if out.status.success() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "pushing to {}: {}\n{}",
+                    registry.addr,
+                    String::from_utf8_lossy(&out.stderr),
+                    registry.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Ok(registry)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&self.log_path(), 20)
+    }
+
+    /// How many manifest GETs of the busybox image it has answered (its access log).
+    fn manifest_gets(&self) -> usize {
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/skiff-test/busybox/manifests/1 "))
+            .count()
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn echo_pod(name: &str, node: &str, image: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.into()),
+            restart_policy: Some("Never".into()),
+            termination_grace_period_seconds: Some(5),
+            containers: vec![Container {
+                name: "main".into(),
+                image: Some(image.into()),
+                command: Some(vec!["sh".into(), "-c".into(), "echo pulled".into()]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn wait_succeeded(pods: &Api<Pod>, name: &str) -> Result<()> {
+    eventually(&format!("pod {name} Succeeded"), TIMEOUT, || async {
+        let p = pods.get(name).await?;
+        let status = p.status.unwrap_or_default();
+        if status.phase.as_deref() == Some("Succeeded") {
+            return Ok(Some(()));
+        }
+        bail!("status {}", serde_json::to_string(&status)?)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_registries_and_mirrors() -> Result<()> {
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let address = DummyAddress::create()?;
+    let origin = TestRegistry::start(&address.ip)?;
+    let mirror = TestRegistry::start(&address.ip)?;
+    let dead_mirror = format!("{}:{}", address.ip, free_port()?);
+    let image = format!("{}/skiff-test/busybox:1", origin.addr);
+
+    let cp = ControlPlane::start(1).await?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // (a) Without the file: plain HTTP to a non-loopback registry is refused, saying
+    // what to configure.
+    {
+        let node = KubeletNode::start(&cp, "kl-reg-plain", &[])?;
+        pods.create(
+            &PostParams::default(),
+            &echo_pod("plain", &node.name, &image),
+        )
+        .await?;
+        eventually("ErrImagePull naming insecure = true", TIMEOUT, || async {
+            let p = pods.get("plain").await?;
+            let waiting = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state?.waiting)
+                .context("no waiting state yet")?;
+            let message = waiting.message.clone().unwrap_or_default();
+            if matches!(
+                waiting.reason.as_deref(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            ) && message.contains(&image)
+                && message.contains("insecure = true")
+                && message.contains("--registry-config")
+            {
+                return Ok(Some(()));
+            }
+            bail!("{waiting:?}")
+        })
+        .await?;
+        ensure!(
+            origin.manifest_gets() == 0,
+            "the registry was asked over plain HTTP"
+        );
+        pods.delete("plain", &Default::default()).await?;
+    }
+
+    // (b) and (c): with the file.
+    let config = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        config.path(),
+        format!(
+            r#"# the lab's registry: plain HTTP, not on loopback
+[[registry]]
+location = "{origin}"
+insecure = true
+
+# a name no DNS knows, served by the mirrors first and then by the origin
+[[registry]]
+prefix = "mirrored.skiff.invalid/skiff-test"
+location = "{origin}/skiff-test"
+insecure = true
+
+[[registry.mirror]]
+location = "{dead_mirror}/skiff-test"   # nothing listens: the next one is tried
+insecure = true
+
+[[registry.mirror]]
+location = "{mirror}/skiff-test"
+insecure = true
+"#,
+            origin = origin.addr,
+            mirror = mirror.addr,
+        ),
+    )?;
+    let config_arg = format!("--registry-config={}", config.path().display());
+    let node = KubeletNode::start(&cp, "kl-reg", &[&config_arg])?;
+
+    let mirror_before = mirror.manifest_gets();
+    pods.create(
+        &PostParams::default(),
+        &echo_pod(
+            "mirrored",
+            &node.name,
+            "mirrored.skiff.invalid/skiff-test/busybox:1",
+        ),
+    )
+    .await?;
+    wait_succeeded(&pods, "mirrored").await?;
+    ensure!(
+        mirror.manifest_gets() > mirror_before,
+        "the mirror was not asked: {}",
+        mirror.log_tail()
+    );
+    ensure!(
+        origin.manifest_gets() == 0,
+        "the origin was asked although a mirror had the image: {}",
+        origin.log_tail()
+    );
+
+    pods.create(
+        &PostParams::default(),
+        &echo_pod("direct", &node.name, &image),
+    )
+    .await?;
+    wait_succeeded(&pods, "direct").await?;
+    ensure!(
+        origin.manifest_gets() > 0,
+        "the origin's access log shows no pull: {}",
+        origin.log_tail()
+    );
+    let p = pods.get("direct").await?;
+    let status = p
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .context("container status")?;
+    ensure!(status.image == image, "image {:?}", status.image);
+    Ok(())
+}
+
+#[test]
+fn a_bad_registry_config_stops_the_kubelet_naming_file_line_and_key() -> Result<()> {
+    let config = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        config.path(),
+        "[[registry]]\nlocation = \"10.77.0.1:5000\"\ninsecure = yes\n",
+    )?;
+    let out = Command::new(skiff_binary()?)
+        .arg("kubelet")
+        .arg(format!("--registry-config={}", config.path().display()))
+        .arg("--healthz-port=0")
+        .arg("--port=0")
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "the kubelet started: {stderr}");
+    let want = format!(
+        "{}:3: insecure: yes is not true or false",
+        config.path().display()
+    );
+    ensure!(
+        stderr.contains(&want),
+        "{stderr:?} does not contain {want:?}"
+    );
+    Ok(())
+}
