@@ -36,12 +36,13 @@ build:
 # same features (a separate `cargo build --bins` would leave dev-dependencies' features
 # out and nextest would rebuild half the graph); the benchmarks (skiff-bench) are left
 # out, each being a release link of most of the workspace. --no-fail-fast so that the
-# closing summary counts every test.
+# closing summary counts every test. The format check goes first: it takes seconds,
+# and a slip found after the suite costs the whole run.
 TEST_SCOPE := --workspace --exclude skiff-bench
 test: deps images
+	$(CARGO) fmt --all --check
 	$(CARGO) build --release $(TEST_SCOPE) --bins --tests
 	$(CARGO) nextest run --release $(TEST_SCOPE) --no-fail-fast
-	$(CARGO) fmt --all --check
 
 # Lints, kept out of `make test`: a clean clippy run compiles every dependency a second
 # time (check mode), which pushed CI toward its 30-minute budget.

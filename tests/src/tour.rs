@@ -117,7 +117,9 @@ pub fn parse(markdown: &str) -> Result<Vec<Block>, ParseError> {
 }
 
 fn directive(block: &mut Block, body: &str) -> Result<(), String> {
-    let (key, value) = body.split_once(':').map_or((body, ""), |(k, v)| (k, v.trim()));
+    let (key, value) = body
+        .split_once(':')
+        .map_or((body, ""), |(k, v)| (k, v.trim()));
     match key.trim() {
         "expect" => block.expect.push(value.to_string()),
         "expect-line" => block.expect_lines.push(value.to_string()),
@@ -131,7 +133,11 @@ fn directive(block: &mut Block, body: &str) -> Result<(), String> {
             block.within = Duration::from_secs(secs);
         }
         "skip" => block.skip = Some(value.to_string()),
-        other => return Err(format!("unknown tour directive {other:?} in <!-- {body} -->")),
+        other => {
+            return Err(format!(
+                "unknown tour directive {other:?} in <!-- {body} -->"
+            ))
+        }
     }
     Ok(())
 }

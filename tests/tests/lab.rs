@@ -191,7 +191,9 @@ impl TestLab {
 
 /// A 10.79.N.0 subnet that no address on this machine is in.
 fn free_subnet(seed: u32) -> Result<String> {
-    let out = Command::new("ip").args(["-o", "-4", "addr", "show"]).output()?;
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()?;
     let used = String::from_utf8_lossy(&out.stdout).into_owned();
     (0..250)
         .map(|i| (seed + i) % 250)
