@@ -4,6 +4,7 @@ set -euo pipefail
 
 packages=(
     protobuf-compiler # protoc, for the gRPC code generation in build scripts
+    libprotobuf-dev   # the well-known types protoc imports (google/protobuf/*.proto)
     etcd-server       # /usr/bin/etcd: the reference the store is tested and benchmarked against
     etcd-client       # /usr/bin/etcdctl: compatibility tests, check perf, the lab
     iproute2          # ip: network namespaces, veth, VXLAN for the lab and fault tests
