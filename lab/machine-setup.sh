@@ -11,6 +11,7 @@
 #                    --api-server URL              what workers talk to
 #                    --etc DIR --data DIR          where config and state go
 #                    [--image-dir DIR]             archives the kubelet imports
+#                    [--registry HOST:PORT]        a plain-HTTP registry the kubelet trusts
 #                    [--containerd-namespace NS]   (default k8s.io)
 #                    [--node-monitor-grace-period 40s] [--toleration-seconds 300]
 #
@@ -24,7 +25,7 @@ die() {
     exit 2
 }
 
-role="" name="" ip="" members="" api_server="" etc="" data="" image_dir=""
+role="" name="" ip="" members="" api_server="" etc="" data="" image_dir="" registry=""
 containerd_namespace="k8s.io" grace="40s" toleration="300"
 cluster_cidr="10.244.0.0/16" service_range="10.96.0.0/12" node_dns="169.254.20.10"
 while [ $# -gt 0 ]; do
@@ -38,6 +39,7 @@ while [ $# -gt 0 ]; do
     --etc) etc="$2" ;;
     --data) data="$2" ;;
     --image-dir) image_dir="$2" ;;
+    --registry) registry="$2" ;;
     --containerd-namespace) containerd_namespace="$2" ;;
     --node-monitor-grace-period) grace="$2" ;;
     --toleration-seconds) toleration="$2" ;;
@@ -106,10 +108,18 @@ else
     [ -n "$api_server" ] || die "--api-server is required for a worker"
     kubeconfig "$api_server"
     mkdir -p "$etc/cni/net.d"
+    registry_flag=""
+    if [ -n "$registry" ]; then
+        # containers-registries.conf(5): the lab's registry speaks plain HTTP.
+        write registries.conf "[[registry]]
+location = \"$registry\"
+insecure = true"
+        registry_flag=" --registry-config=$etc/registries.conf"
+    fi
     write kubelet.env "SKIFF_ARGS=--kubeconfig=$etc/kubeconfig --hostname-override=$name \
 --node-ip=$ip --root-dir=$data/kubelet --pod-logs-dir=$data/pods \
 --containerd-namespace=$containerd_namespace --cni-conf-dir=$etc/cni/net.d \
---cni-bin-dir=/usr/lib/cni,/opt/cni/bin --cluster-dns=$node_dns${image_dir:+ --image-dir=$image_dir}"
+--cni-bin-dir=/usr/lib/cni,/opt/cni/bin --cluster-dns=$node_dns${image_dir:+ --image-dir=$image_dir}$registry_flag"
     write netd.env "SKIFF_ARGS=--kubeconfig=$etc/kubeconfig --hostname-override=$name \
 --iface=eth0 --cluster-cidr=$cluster_cidr --service-cluster-ip-range=$service_range \
 --cni-conf-dir=$etc/cni/net.d --cni-ipam-data-dir=$data/cni --dns-address=$node_dns"

@@ -45,6 +45,7 @@ fn every_step_of_the_tour_shows_what_it_says_on_a_fresh_lab() -> Result<()> {
         if block.skip.is_some() {
             continue;
         }
+        let started = Instant::now();
         run(&root, &lab, &path, block).with_context(|| {
             format!(
                 "docs/tour.md line {} (step {:?}):\n{}\n{}",
@@ -54,6 +55,13 @@ fn every_step_of_the_tour_shows_what_it_says_on_a_fresh_lab() -> Result<()> {
                 lab.logs_of("w1")
             )
         })?;
+        // Shown with --no-capture, and with a failure: how far the tour got, how fast.
+        eprintln!(
+            "tour: line {} ({}) shown in {:.1}s",
+            block.line,
+            block.step,
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -495,7 +495,7 @@ fn print_usage(spec: &LabSpec, merged: &Path) {
         "Logs: {}/<machine>/logs/<daemon>.log. Images: skiff.invalid/test/{{busybox,httpd,fail,greet,memhog}}:1{}.",
         spec.dir.display(),
         if spec.registry_dir.is_some() {
-            format!(", also in the registry at {}/test/", spec.registry())
+            format!(", also in the registry as {}/skiff-test/<name>:1", spec.registry())
         } else {
             String::new()
         }
@@ -608,6 +608,7 @@ async fn status(spec: &LabSpec) -> Result<()> {
         "STATE",
         "RAFT",
         "PODS",
+        "RSS",
         "PROCESSES",
     ]
     .map(String::from)

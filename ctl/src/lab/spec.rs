@@ -284,6 +284,10 @@ impl LabSpec {
         if machine.role == Role::Worker {
             args.push("--image-dir".into());
             args.push(self.image_dir.display().to_string());
+            if self.registry_dir.is_some() {
+                args.push("--registry".into());
+                args.push(self.registry());
+            }
         }
         args
     }
