@@ -176,6 +176,10 @@ impl LineSplitter {
             }
         }
         self.buf.drain(..start);
+        // A burst of output must not keep its whole size allocated for a quiet stream.
+        if self.buf.capacity() > 4 * 1024 && self.buf.len() <= 1024 {
+            self.buf.shrink_to(1024);
+        }
         out
     }
 
@@ -428,7 +432,8 @@ pub struct Attachments {
 }
 
 /// Chunks buffered per attach session; a slower client misses output (it stays in the log).
-const ATTACH_BUFFER: usize = 64;
+/// Every running container holds a channel of this many slots, attached or not.
+const ATTACH_BUFFER: usize = 16;
 
 impl Attachments {
     /// Starts publishing the output of container `id`; it ends when the publisher drops.
@@ -498,13 +503,10 @@ pub async fn pump(
     mut file: LogFile,
     publisher: Publisher,
 ) {
-    use tokio::io::AsyncReadExt;
     let mut streams = [
         (Stream::Stdout, stdout, LineSplitter::new(MAX_LINE)),
         (Stream::Stderr, stderr, LineSplitter::new(MAX_LINE)),
     ];
-    let mut buf_out = vec![0u8; 32 * 1024];
-    let mut buf_err = vec![0u8; 32 * 1024];
     let write = |file: &mut LogFile, stream: Stream, lines: Vec<(bool, Vec<u8>)>| {
         for (partial, content) in lines {
             if let Err(e) = file.write_line(stream, partial, &content) {
@@ -514,17 +516,34 @@ pub async fn pump(
     };
     loop {
         let [(_, out, _), (_, err, _)] = &mut streams;
-        let (which, read) = match (out.as_mut(), err.as_mut()) {
+        // Wait for output without holding a read buffer: a node's pods are mostly
+        // quiet, and a buffer kept across the wait would cost every container its size.
+        let which = match (out.as_ref(), err.as_ref()) {
             (None, None) => break,
-            (Some(o), None) => (0, o.read(&mut buf_out).await),
-            (None, Some(e)) => (1, e.read(&mut buf_err).await),
+            (Some(o), None) => o.readable().await.map(|()| 0),
+            (None, Some(e)) => e.readable().await.map(|()| 1),
             (Some(o), Some(e)) => tokio::select! {
-                r = o.read(&mut buf_out) => (0, r),
-                r = e.read(&mut buf_err) => (1, r),
+                r = o.readable() => r.map(|()| 0),
+                r = e.readable() => r.map(|()| 1),
             },
         };
-        let (stream, reader, splitter) = &mut streams[which];
-        match read {
+        let (stream, reader, splitter) = match which {
+            Ok(i) => &mut streams[i],
+            Err(_) => {
+                // Readiness itself failed: the FIFO is unusable, end both streams.
+                for (stream, reader, splitter) in &mut streams {
+                    *reader = None;
+                    if let Some(rest) = splitter.finish() {
+                        write(&mut file, *stream, vec![(false, rest)]);
+                    }
+                }
+                break;
+            }
+        };
+        let Some(r) = reader.as_ref() else { continue };
+        let mut buf = [0u8; 32 * 1024];
+        match r.try_read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Ok(0) | Err(_) => {
                 *reader = None;
                 if let Some(rest) = splitter.finish() {
@@ -532,13 +551,8 @@ pub async fn pump(
                 }
             }
             Ok(n) => {
-                let chunk = if which == 0 {
-                    &buf_out[..n]
-                } else {
-                    &buf_err[..n]
-                };
-                publisher.send(*stream, chunk);
-                let lines = splitter.push(chunk);
+                publisher.send(*stream, &buf[..n]);
+                let lines = splitter.push(&buf[..n]);
                 write(&mut file, *stream, lines);
             }
         }

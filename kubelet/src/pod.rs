@@ -254,7 +254,7 @@ impl Worker {
     ) {
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), uid = %self.uid, "pod worker started");
         if let Some(pod) = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid) {
-            if let Err(e) = self.adopt(&pod).await {
+            if let Err(e) = Box::pin(self.adopt(&pod)).await {
                 tracing::warn!(pod = %self.name, namespace = %self.namespace, error = %e, "adopting what an earlier kubelet left failed; starting the pod afresh");
                 if let Err(e) = cleanup_pod(&self.shared, &self.uid).await {
                     tracing::warn!(pod = %self.name, error = %e, "cleanup failed");
@@ -268,11 +268,14 @@ impl Worker {
                 .as_ref()
                 .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
             if deleting {
-                self.terminate(pod.as_deref(), &mut exits).await;
+                Box::pin(self.terminate(pod.as_deref(), &mut exits)).await;
                 return;
             }
             if let Some(pod) = pod {
-                if let Err(e) = self.sync(&pod).await {
+                // Boxed, like adopt and terminate: the state of a sync in progress is
+                // large (about 11 KiB) and only needed while it runs, and an idle
+                // worker, waiting below, is what a node holds one of per pod.
+                if let Err(e) = Box::pin(self.sync(&pod)).await {
                     tracing::warn!(pod = %self.name, namespace = %self.namespace, error = %e, "pod sync failed");
                 }
             }
