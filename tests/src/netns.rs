@@ -534,3 +534,19 @@ pub fn task_pid(containerd_namespace: &str, container_id: &str) -> Result<u32> {
     }
     bail!("no running task {id} in {containerd_namespace}: {out}")
 }
+
+/// A `PREFIX.N.0` /24 (PREFIX like `10.79`) that no address on this machine is in,
+/// trying N from `seed` on, so that labs started side by side pick different ones.
+pub fn free_subnet(prefix: &str, seed: u32) -> Result<String> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .context("running ip addr show")?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    (0..250)
+        .map(|i| (seed + i) % 250)
+        .map(|n| format!("{prefix}.{n}."))
+        .find(|net| !used.contains(net.as_str()))
+        .map(|net| format!("{net}0"))
+        .with_context(|| format!("every {prefix}.N.0/24 is in use on this machine"))
+}

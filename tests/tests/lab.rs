@@ -5,7 +5,7 @@
 //! created, and `lab down` leaving nothing behind.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use skiff_tests::cluster::{skiff_binary, tail};
 use skiff_tests::kubelet::ensure_images;
+use skiff_tests::netns::free_subnet;
 use skiff_tests::skiffctl::skiffctl_binary;
 use skiff_tests::wait::eventually;
 
@@ -45,7 +46,7 @@ impl TestLab {
         // `lab up` has made this lab's bridge.
         let lock = std::fs::File::create(std::env::temp_dir().join("skiff-test-labs.lock"))?;
         lock.lock()?;
-        let subnet = free_subnet(tag)?;
+        let subnet = free_subnet("10.79", tag)?;
         let skiff = skiff_binary()?;
         let out = lab.lab(&[
             "up",
@@ -189,20 +190,6 @@ impl TestLab {
     }
 }
 
-/// A 10.79.N.0 subnet that no address on this machine is in.
-fn free_subnet(seed: u32) -> Result<String> {
-    let out = Command::new("ip")
-        .args(["-o", "-4", "addr", "show"])
-        .output()?;
-    let used = String::from_utf8_lossy(&out.stdout).into_owned();
-    (0..250)
-        .map(|i| (seed + i) % 250)
-        .map(|n| format!("10.79.{n}."))
-        .find(|prefix| !used.contains(prefix.as_str()))
-        .map(|prefix| format!("{prefix}0"))
-        .context("every 10.79.N.0/24 is in use")
-}
-
 impl Drop for TestLab {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -330,8 +317,11 @@ fn leftovers(lab: &TestLab, supervisor_pid: Option<i32>) -> Vec<String> {
         left.push(format!("directory {}", lab.dir.display()));
     }
     if let Some(pid) = supervisor_pid {
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            left.push(format!("supervisor process {pid}"));
+        // A zombie holds nothing: it only waits for whoever adopted it to reap it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        if state.is_some_and(|s| !s.starts_with('Z')) {
+            left.push(format!("supervisor process {pid} ({stat})"));
         }
     }
     let kubeconfig = std::fs::read_to_string(&lab.kubeconfig).unwrap_or_default();

@@ -36,7 +36,7 @@ enum LabCommand {
     /// Stop the lab and remove everything it made.
     Down(Which),
     /// Show each machine, its processes, Raft role and pods.
-    Status(Which),
+    Status(StatusArgs),
     /// Break a machine (kill, pause, cut) or heal it.
     Chaos {
         /// kill | pause | cut | heal.
@@ -64,6 +64,16 @@ enum LabCommand {
     /// Run the lab's supervisor in the foreground (`up` starts it).
     #[command(hide = true)]
     Supervise(Which),
+}
+
+/// `lab status` flags.
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    which: Which,
+    /// `table`, or `json`: every process with its pid, restarts and memory.
+    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+    output: String,
 }
 
 /// Which lab.
@@ -151,7 +161,8 @@ pub async fn run(global: &GlobalArgs, args: LabArgs) -> Result<()> {
     match args.command {
         LabCommand::Up(a) => up(global, a).await,
         LabCommand::Down(w) => down(global, &w).await,
-        LabCommand::Status(w) => status(&w.load()?).await,
+        LabCommand::Status(a) if a.output == "json" => status_json(&a.which.load()?).await,
+        LabCommand::Status(a) => status(&a.which.load()?).await,
         LabCommand::Chaos {
             action,
             machine,
@@ -506,15 +517,30 @@ fn print_usage(spec: &LabSpec, merged: &Path) {
 async fn down(global: &GlobalArgs, which: &Which) -> Result<()> {
     let spec = which.load()?;
     let bar = crate::progress::spinner("stopping the daemons");
+    let supervisor_pid = supervisor::call(&spec.socket(), &Request::Status)
+        .await
+        .ok()
+        .and_then(|r| r.status)
+        .map(|s| s.pid);
     if supervisor::call(&spec.socket(), &Request::Shutdown)
         .await
         .is_ok()
     {
-        // The supervisor removes its socket when every daemon has stopped.
+        // The supervisor removes its socket when every daemon has stopped, then exits.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while spec.socket().exists() && Instant::now() < deadline {
+        while (spec.socket().exists() || supervisor_pid.is_some_and(is_running))
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+    // A supervisor that did not stop in time would restart what `unmake` removes.
+    if let Some(pid) = supervisor_pid.filter(|&p| is_running(p)) {
+        tracing::warn!(pid, "the lab's supervisor did not stop in 30s: killing it");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     bar.set_message("removing containers, mounts, namespaces and links");
     let report = host::unmake(&spec).await;
@@ -536,6 +562,23 @@ async fn down(global: &GlobalArgs, which: &Which) -> Result<()> {
         spec.dir.display()
     );
     Ok(())
+}
+
+/// Whether a process exists and is not a zombie waiting for its parent.
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the command name, which is in parentheses.
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }
 
 /// The Raft role of each control plane, asked of its own store member.
@@ -608,7 +651,7 @@ async fn status(spec: &LabSpec) -> Result<()> {
         "STATE",
         "RAFT",
         "PODS",
-        "RSS",
+        "MEMORY",
         "PROCESSES",
     ]
     .map(String::from)
@@ -650,11 +693,11 @@ async fn status(spec: &LabSpec) -> Result<()> {
                     .join(" ")
             })
             .unwrap_or_default();
-        let rss_kib: u64 = s
+        let pss_kib: u64 = s
             .into_iter()
             .flat_map(|s| &s.processes)
             .filter_map(|p| p.pid)
-            .filter_map(rss_kib)
+            .filter_map(pss_kib)
             .sum();
         let pod_count = match (&pods, m.role) {
             (Some(p), Role::Worker) => p.get(&m.name).copied().unwrap_or(0).to_string(),
@@ -668,7 +711,7 @@ async fn status(spec: &LabSpec) -> Result<()> {
             state,
             roles.get(&m.name).cloned().unwrap_or_else(|| "-".into()),
             pod_count,
-            format!("{:.0}Mi", rss_kib as f64 / 1024.0),
+            format!("{:.0}Mi", pss_kib as f64 / 1024.0),
             processes,
         ]);
     }
@@ -683,7 +726,7 @@ async fn status(spec: &LabSpec) -> Result<()> {
             "-".into(),
             format!(
                 "{:.0}Mi",
-                (p.pid.and_then(rss_kib).unwrap_or(0) + rss_kib(supervised.pid).unwrap_or(0))
+                (p.pid.and_then(pss_kib).unwrap_or(0) + pss_kib(supervised.pid).unwrap_or(0))
                     as f64
                     / 1024.0
             ),
@@ -694,6 +737,9 @@ async fn status(spec: &LabSpec) -> Result<()> {
         ]);
     }
     print!("{}", tabwrite(&rows));
+    println!(
+        "\nMEMORY is the daemons' proportional set size: the `skiff` binary's pages, shared by every daemon, count once in all (`lab status -o json` has VmRSS too)."
+    );
     if pods.is_none() {
         println!(
             "\nThe API server does not answer at {}: pod counts are unknown.",
@@ -705,14 +751,84 @@ async fn status(spec: &LabSpec) -> Result<()> {
 
 /// A process's resident memory (VmRSS), in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
+    proc_kib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// A process's proportional set size (smaps_rollup's Pss), in KiB: each page counted
+/// once across the processes that share it (the daemons share the `skiff` binary's).
+fn pss_kib(pid: u32) -> Option<u64> {
+    proc_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+/// The `KEY: N kB` figure of a /proc file.
+fn proc_kib(path: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .split_whitespace()
         .next()?
         .parse()
         .ok()
+}
+
+/// `lab status -o json`: what the supervisor knows, each running process's memory and
+/// the store members' Raft roles, for scripts and the lab benchmark.
+///
+/// Memory comes in three figures because every daemon is the same `skiff` binary:
+/// `rss_kib` (VmRSS) counts the binary's pages in every process that maps them,
+/// `anon_kib` (RssAnon) is the process's own heap and stacks, and `pss_kib`
+/// (smaps_rollup's Pss) splits each shared page among the processes sharing it, so
+/// the `pss_kib` of all processes add up to the memory they really hold.
+async fn status_json(spec: &LabSpec) -> Result<()> {
+    let supervised = ask(spec, &Request::Status)
+        .await?
+        .status
+        .unwrap_or_default();
+    let (roles, pods) = tokio::join!(raft_roles(spec), pods_per_node(spec));
+    let process = |p: &supervisor::ProcessStatus| {
+        let memory = p.pid.map(|pid| {
+            serde_json::json!({
+                "rss_kib": rss_kib(pid),
+                "anon_kib": proc_kib(&format!("/proc/{pid}/status"), "RssAnon:"),
+                "pss_kib": pss_kib(pid),
+            })
+        });
+        serde_json::json!({
+            "name": p.name,
+            "pid": p.pid,
+            "restarts": p.restarts,
+            "last_exit": p.last_exit,
+            "memory": memory,
+        })
+    };
+    let machines: Vec<_> = spec
+        .machines
+        .iter()
+        .map(|m| {
+            let s = supervised.machines.iter().find(|s| s.name == m.name);
+            serde_json::json!({
+                "name": m.name,
+                "role": m.role.as_str(),
+                "ip": m.ip.to_string(),
+                "powered": s.map(|s| s.powered),
+                "paused": s.map(|s| s.paused),
+                "cut": s.map(|s| s.cut),
+                "raft": roles.get(&m.name),
+                "pods": pods.as_ref().map(|p| p.get(&m.name).copied().unwrap_or(0)),
+                "processes": s.map(|s| s.processes.iter().map(process).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "name": spec.name,
+        "api_server": spec.api_server(),
+        "supervisor_pid": supervised.pid,
+        "machines": machines,
+        "host": supervised.host.iter().map(process).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 #[cfg(test)]
