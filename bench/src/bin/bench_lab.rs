@@ -10,7 +10,8 @@
 //! machine, which is what the machine's daemons would hold on a VM of their own, and
 //! once across the whole lab. VmRSS, RssAnon and Pss are printed beside them.
 //!
-//! Each figure is printed as one `bench_lab <name> <value> <unit>` line.
+//! Each figure is printed as one `bench_lab <name> <value> <unit>` line and one
+//! `BENCH {json}` line.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -46,6 +47,10 @@ const LAB: &str = "bench";
 
 fn print(name: &str, value: f64, unit: &str) {
     println!("bench_lab {name} {value:.1} {unit}");
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "lab", "name": name, "value": (value * 10.0).round() / 10.0, "unit": unit})
+    );
 }
 
 /// The lab, taken down when dropped (also when the bench fails half-way).
