@@ -180,3 +180,23 @@ pub fn cells_without_age(table: &str) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// The real kubectl against the cluster of `kubeconfig` (a lab's), with a 20 s request
+/// timeout; its stdout, or an error with its stderr.
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--request-timeout=20s")
+        .args(args)
+        .output()
+        .context("running kubectl")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -14,7 +14,7 @@ use serde_json::Value;
 use skiff_tests::cluster::{skiff_binary, tail};
 use skiff_tests::kubelet::ensure_images;
 use skiff_tests::netns::free_subnet;
-use skiff_tests::skiffctl::skiffctl_binary;
+use skiff_tests::skiffctl::{self, skiffctl_binary};
 use skiff_tests::wait::eventually;
 
 /// A lab of this test's own: its name, subnet, directory and kubeconfig are unique, so
@@ -98,21 +98,7 @@ impl TestLab {
 
     /// The real kubectl, through the context `lab up` merged into the kubeconfig.
     fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        skiffctl::kubectl_with(&self.kubeconfig, args)
     }
 
     fn pods(&self, selector: &str) -> Result<Vec<Value>> {

@@ -26,7 +26,7 @@ use serde_json::Value;
 use skiff_tests::cluster::skiff_binary;
 use skiff_tests::kubelet::ensure_images;
 use skiff_tests::netns::free_subnet;
-use skiff_tests::skiffctl::skiffctl_binary;
+use skiff_tests::skiffctl::{self, skiffctl_binary};
 
 #[derive(Parser, Debug)]
 #[command(name = "bench_lab", about = "lab up time and the lab's idle memory")]
@@ -75,21 +75,7 @@ impl Lab {
     }
 
     fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        skiffctl::kubectl_with(&self.kubeconfig, args)
     }
 }
 
