@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
@@ -576,7 +575,7 @@ async fn execute(
     let ns = set.namespace().unwrap_or("");
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let pp = PostParams::default();
-    let created = join_all(plan.create.iter().map(|node| {
+    let created = crate::pods::join_in_flight(plan.create.iter().map(|node| {
         let pod = new_pod(set, node, hash, tolerations);
         let api = api.clone();
         let pp = pp.clone();
@@ -606,7 +605,7 @@ async fn execute(
             }
         }
     }
-    let deleted = join_all(plan.delete.iter().map(|name| {
+    let deleted = crate::pods::join_in_flight(plan.delete.iter().map(|name| {
         let api = api.clone();
         async move { (name, api.delete(name, &Default::default()).await) }
     }))

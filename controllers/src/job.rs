@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -503,7 +502,7 @@ async fn create_pods(job: &Job, ctx: &Ctx, key: &ObjectRef, n: i32) -> Result<()
     let pod = new_pod(job);
     let pp = PostParams::default();
     for batch in crate::replicaset::slow_start_batches(n.max(0) as usize) {
-        let results = join_all((0..batch).map(|_| api.create(&pp, &pod))).await;
+        let results = crate::pods::join_in_flight((0..batch).map(|_| api.create(&pp, &pod))).await;
         let mut failure = None;
         for r in results {
             match r {
@@ -542,7 +541,7 @@ async fn delete_pods(
     n: usize,
 ) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), job.namespace().unwrap_or(""));
-    let results = join_all(victims.iter().take(n).map(|p| {
+    let results = crate::pods::join_in_flight(victims.iter().take(n).map(|p| {
         let api = api.clone();
         async move { (p, api.delete(p.name(), &Default::default()).await) }
     }))

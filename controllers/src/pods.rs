@@ -1,8 +1,29 @@
 //! What controllers ask of pods: active, ready, available (Kubernetes' podutil).
 
+use std::future::Future;
+
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::{Metadata, Resource};
+
+/// Pod creations or deletions of one sync in flight at once. The client speaks HTTP/1.1,
+/// one connection per request in flight, each with its buffers: a 500-pod batch all at
+/// once took the controller manager's peak RSS from 41 to 52 MiB (bench_controllers)
+/// for 0–10% more pods/s, the apiserver and the store being the bound.
+pub const MAX_IN_FLIGHT: usize = 128;
+
+/// Runs `requests` with at most [`MAX_IN_FLIGHT`] at a time; their results in order,
+/// as `join_all` gives them.
+pub async fn join_in_flight<F: Future>(requests: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let in_flight = tokio::sync::Semaphore::new(MAX_IN_FLIGHT);
+    let in_flight = &in_flight;
+    join_all(requests.into_iter().map(|request| async move {
+        let _permit = in_flight.acquire().await;
+        request.await
+    }))
+    .await
+}
 
 /// Not finished and not being deleted (Kubernetes' `FilterActivePods`).
 pub fn is_active(pod: &Pod) -> bool {

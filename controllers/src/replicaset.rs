@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as MetaSelector, ObjectMeta};
@@ -33,12 +32,6 @@ pub const NAME: &str = "replicaset-controller";
 
 /// Kubernetes creates or deletes at most this many pods per sync.
 pub const BURST_REPLICAS: usize = 500;
-
-/// Pod creations or deletions of one sync in flight at once. The client speaks HTTP/1.1,
-/// one connection per request in flight, each with its buffers: a 500-pod batch all at
-/// once took the controller manager's peak RSS from 41 to 52 MiB (bench_controllers)
-/// for 0–10% more pods/s, the apiserver and the store being the bound.
-pub const MAX_IN_FLIGHT: usize = 128;
 
 /// The annotation by which users rank pods for scale-down.
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -373,12 +366,8 @@ async fn manage_replicas(
         let n = (want - have).min(BURST_REPLICAS);
         let pp = PostParams::default();
         for batch in slow_start_batches(n) {
-            let in_flight = tokio::sync::Semaphore::new(MAX_IN_FLIGHT);
-            let results = join_all((0..batch).map(|_| async {
-                let _permit = in_flight.acquire().await;
-                pod_api.create(&pp, &template).await
-            }))
-            .await;
+            let results =
+                pods::join_in_flight((0..batch).map(|_| pod_api.create(&pp, &template))).await;
             let mut failure = None;
             for r in results {
                 match r {
@@ -413,12 +402,11 @@ async fn manage_replicas(
             .into_iter()
             .take(n)
             .collect();
-        let in_flight = tokio::sync::Semaphore::new(MAX_IN_FLIGHT);
-        let in_flight = &in_flight;
-        let results = join_all(victims.iter().map(|p| async move {
-            let _permit = in_flight.acquire().await;
-            (p, pod_api.delete(p.name(), &Default::default()).await)
-        }))
+        let results = pods::join_in_flight(
+            victims
+                .iter()
+                .map(|p| async move { (p, pod_api.delete(p.name(), &Default::default()).await) }),
+        )
         .await;
         let mut failure = None;
         for (pod, r) in results {
