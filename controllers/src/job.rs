@@ -8,16 +8,24 @@
 //! The pods carry the labels the apiserver defaults into the template
 //! (`batch.kubernetes.io/job-name`, `batch.kubernetes.io/controller-uid` and their
 //! legacy spellings). Counts come from the Job's pods, which are kept until the Job goes
-//! (as Kubernetes keeps them), and never decrease. Indexed completion mode and
-//! podFailurePolicy are not built: such Jobs get a Warning Event and are not run.
+//! (as Kubernetes keeps them), and never decrease.
+//!
+//! Indexed Jobs give each pod a completion index in 0..completions (annotation and label
+//! `batch.kubernetes.io/job-completion-index`, `$JOB_COMPLETION_INDEX`, hostname
+//! `<job>-<index>`) and complete when every index has succeeded (`completedIndexes`).
+//! A podFailurePolicy decides per failed pod whether the Job fails at once (FailJob),
+//! the failure is not counted (Ignore) or counts against backoffLimit (Count).
+//! backoffLimitPerIndex, maxFailedIndexes (so FailIndex) and successPolicy are not
+//! built: such Jobs get a Warning Event naming the field and are not run.
 //!
 //! What to do next is pure ([`decide`]); the reconcile reads the caches and acts.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::batch::v1::{Job, PodFailurePolicy, PodFailurePolicyRule};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{json, Value};
 use skiff_client::controller::{Action, Controller};
@@ -37,6 +45,10 @@ pub const NAME: &str = "job-controller";
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
 /// The longest retry delay (Kubernetes documents six minutes).
 pub const BACKOFF_MAX: Duration = Duration::from_secs(360);
+/// The annotation (and label) holding an Indexed Job pod's completion index.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// The environment variable an Indexed Job's containers read their index from.
+pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 
 /// What the Job reconcile needs.
 pub struct Ctx {
@@ -112,7 +124,7 @@ pub struct Observed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Fail it with this reason and message; active pods are deleted.
-    Fail(&'static str, &'static str),
+    Fail(&'static str, String),
     /// It is complete.
     Complete,
     /// Create this many pods now.
@@ -128,14 +140,14 @@ pub fn decide(o: &Observed) -> Decision {
     if o.failed > o.backoff_limit {
         return Decision::Fail(
             "BackoffLimitExceeded",
-            "Job has reached the specified backoff limit",
+            "Job has reached the specified backoff limit".into(),
         );
     }
     if let (Some(deadline), Some(ran)) = (o.active_deadline, o.running_for) {
         if ran >= deadline {
             return Decision::Fail(
                 "DeadlineExceeded",
-                "Job was active longer than specified deadline",
+                "Job was active longer than specified deadline".into(),
             );
         }
     }
@@ -174,6 +186,153 @@ pub fn decide(o: &Observed) -> Decision {
         }
     }
     Decision::Create(want - o.active)
+}
+
+/// An Indexed Job pod's completion index: its annotation, else its label.
+pub fn index_of(p: &Pod) -> Option<i32> {
+    [&p.metadata.annotations, &p.metadata.labels]
+        .into_iter()
+        .find_map(|m| m.as_ref()?.get(COMPLETION_INDEX))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Kubernetes' spelling of a set of indexes: ascending, runs as ranges (`0-2,4,6-7`).
+pub fn format_indexes(indexes: &BTreeSet<i32>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Option<(i32, i32)> = None;
+    for &i in indexes {
+        run = match run {
+            Some((first, last)) if i == last + 1 => Some((first, i)),
+            Some(done) => {
+                parts.push(format_run(done));
+                Some((i, i))
+            }
+            None => Some((i, i)),
+        };
+    }
+    parts.extend(run.map(format_run));
+    parts.join(",")
+}
+
+fn format_run((first, last): (i32, i32)) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}-{last}")
+    }
+}
+
+/// The indexes of a `completedIndexes` string below `completions`; what does not parse
+/// is skipped (the pods still tell).
+pub fn parse_indexes(s: &str, completions: i32) -> BTreeSet<i32> {
+    let mut out = BTreeSet::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<i32>(), b.parse::<i32>()),
+            None => (part.parse(), part.parse()),
+        };
+        if let (Ok(first), Ok(last)) = (first, last) {
+            out.extend(first.max(0)..=last.min(completions - 1));
+        }
+    }
+    out
+}
+
+/// The `n` lowest indexes below `completions` that neither succeeded nor have an active
+/// pod: the ones an Indexed Job starts next.
+pub fn indexes_to_start(
+    completions: i32,
+    succeeded: &BTreeSet<i32>,
+    active: &BTreeSet<i32>,
+    n: i32,
+) -> Vec<i32> {
+    (0..completions)
+        .filter(|i| !succeeded.contains(i) && !active.contains(i))
+        .take(n.max(0) as usize)
+        .collect()
+}
+
+/// What a podFailurePolicy makes of one failed pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Fail the Job now, with this message.
+    FailJob(String),
+    /// Do not count the failure against backoffLimit.
+    Ignore,
+    /// Count it (also when no rule matches).
+    Count,
+}
+
+/// Kubernetes' `matchPodFailurePolicy`: the first rule matching the failed pod decides.
+/// An exit-code rule matches a container (init or app, optionally only `containerName`)
+/// that terminated with a non-zero code In (or NotIn) its values; a condition rule
+/// matches a pod condition of that type and status.
+pub fn failure_action(policy: &PodFailurePolicy, pod: &Pod) -> FailureAction {
+    let who = format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
+    for (index, rule) in policy.rules.iter().enumerate() {
+        let Some(matched) = rule_matches(rule, pod) else {
+            continue;
+        };
+        return match rule.action.as_str() {
+            "FailJob" => FailureAction::FailJob(match matched {
+                Matched::ExitCode(container, code) => format!(
+                    "Container {container} for pod {who} failed with exit code {code} matching FailJob rule at index {index}"
+                ),
+                Matched::Condition(type_) => format!(
+                    "Pod {who} has condition {type_} matching FailJob rule at index {index}"
+                ),
+            }),
+            "Ignore" => FailureAction::Ignore,
+            _ => FailureAction::Count,
+        };
+    }
+    FailureAction::Count
+}
+
+enum Matched {
+    ExitCode(String, i32),
+    Condition(String),
+}
+
+fn rule_matches(rule: &PodFailurePolicyRule, pod: &Pod) -> Option<Matched> {
+    let status = pod.status.as_ref()?;
+    if let Some(req) = &rule.on_exit_codes {
+        let statuses = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten());
+        for c in statuses {
+            if req.container_name.as_ref().is_some_and(|n| n != &c.name) {
+                continue;
+            }
+            let Some(code) = c.state.as_ref()?.terminated.as_ref().map(|t| t.exit_code) else {
+                continue;
+            };
+            let listed = req.values.contains(&code);
+            let hit = match req.operator.as_str() {
+                "In" => listed,
+                "NotIn" => !listed,
+                _ => false,
+            };
+            if code != 0 && hit {
+                return Some(Matched::ExitCode(c.name.clone(), code));
+            }
+        }
+        return None;
+    }
+    let patterns = rule.on_pod_conditions.as_ref()?;
+    let conditions = status.conditions.as_ref()?;
+    patterns.iter().find_map(|want| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == want.type_ && c.status == want.status)
+            .then(|| Matched::Condition(want.type_.clone()))
+    })
 }
 
 /// When a finished pod finished: its containers' latest finishedAt, else the time its
@@ -229,11 +388,13 @@ pub fn is_finished(job: &Job) -> bool {
     has_condition(job, "Complete") || has_condition(job, "Failed")
 }
 
-/// The pod a Job creates from its template.
-pub fn new_pod(job: &Job) -> Pod {
+/// The pod a Job creates from its template; for an Indexed Job, the pod of `index`
+/// (named `<job>-<index>-…`, hostname `<job>-<index>`, the index in its annotation,
+/// label and `$JOB_COMPLETION_INDEX`, as Kubernetes makes them).
+pub fn new_pod(job: &Job, index: Option<i32>) -> Pod {
     let template = job.spec.clone().unwrap_or_default().template;
     let meta = template.metadata.unwrap_or_default();
-    Pod {
+    let mut pod = Pod {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", job.name())),
             namespace: job.namespace().map(str::to_string),
@@ -245,7 +406,40 @@ pub fn new_pod(job: &Job) -> Pod {
         },
         spec: template.spec,
         status: None,
+    };
+    if let Some(index) = index {
+        let value = index.to_string();
+        pod.metadata.generate_name = Some(format!("{}-{index}-", job.name()));
+        for map in [&mut pod.metadata.annotations, &mut pod.metadata.labels] {
+            map.get_or_insert_with(BTreeMap::new)
+                .insert(COMPLETION_INDEX.into(), value.clone());
+        }
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.hostname
+                .get_or_insert_with(|| format!("{}-{index}", job.name()));
+            let containers = spec
+                .containers
+                .iter_mut()
+                .chain(spec.init_containers.iter_mut().flatten());
+            for c in containers {
+                let env = c.env.get_or_insert_with(Vec::new);
+                if env.iter().all(|e| e.name != COMPLETION_INDEX_ENV) {
+                    env.push(EnvVar {
+                        name: COMPLETION_INDEX_ENV.into(),
+                        value: None,
+                        value_from: Some(EnvVarSource {
+                            field_ref: Some(ObjectFieldSelector {
+                                api_version: None,
+                                field_path: format!("metadata.annotations['{COMPLETION_INDEX}']"),
+                            }),
+                            ..EnvVarSource::default()
+                        }),
+                    });
+                }
+            }
+        }
     }
+    pod
 }
 
 fn condition(type_: &str, reason: &str, message: &str, now: &str) -> Value {
@@ -302,12 +496,12 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         return expire(&job, &ctx, now).await;
     }
     let spec = job.spec.clone().unwrap_or_default();
-    if spec.completion_mode.as_deref() == Some("Indexed") || spec.pod_failure_policy.is_some() {
+    if let Some(field) = unsupported_field(&spec) {
         ctx.recorder.publish(
             job.as_ref(),
             EventType::Warning,
             "NotSupported",
-            "skiff's job controller does not run Indexed Jobs or podFailurePolicy yet",
+            &format!("skiff's job controller does not run Jobs with spec.{field}; remove it to run this Job"),
         );
         return Ok(Action::await_change());
     }
@@ -331,14 +525,61 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         .filter(|p| p.controller_owner().is_some_and(|o| o.uid == uid))
         .filter(|p| selector.matches(p.labels()))
         .collect();
-    let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| pods::is_active(p)).collect();
-    let succeeded_pods = owned
-        .iter()
-        .filter(|p| phase(p) == Some("Succeeded"))
-        .count() as i32;
+    let status = job.status.clone().unwrap_or_default();
+    let mut active: Vec<&Arc<Pod>> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    // Running and ready pods first: of two pods for one index, the one kept.
+    active.sort_by_key(|p| (phase(p) != Some("Running"), !pods::is_ready(p)));
+    let succeeded_pods = owned.iter().filter(|p| phase(p) == Some("Succeeded"));
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let completions = spec.completions.unwrap_or(1);
+    // Indexed: the indexes done, and active pods that serve no index still to do
+    // (a duplicate, or an index done or out of range), deleted as Kubernetes does.
+    let mut done_indexes = BTreeSet::new();
+    let mut extra: Vec<&Arc<Pod>> = Vec::new();
+    let succeeded_now = if indexed {
+        done_indexes = parse_indexes(
+            status.completed_indexes.as_deref().unwrap_or_default(),
+            completions,
+        );
+        done_indexes.extend(
+            succeeded_pods
+                .filter_map(|p| index_of(p))
+                .filter(|i| (0..completions).contains(i)),
+        );
+        let mut serving = BTreeSet::new();
+        let (keep, drop): (Vec<&Arc<Pod>>, Vec<&Arc<Pod>>) =
+            active.iter().partition(|p| match index_of(p) {
+                Some(i) => {
+                    (0..completions).contains(&i) && !done_indexes.contains(&i) && serving.insert(i)
+                }
+                None => false,
+            });
+        active = keep;
+        extra = drop;
+        done_indexes.len() as i32
+    } else {
+        succeeded_pods.count() as i32
+    };
+    let active_indexes: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p)).collect();
+    // The podFailurePolicy sorts failures into ignored, counted, and one that fails the Job.
+    let mut fail_job = None;
     let failed_pods: Vec<&Arc<Pod>> = owned
         .iter()
         .filter(|p| phase(p) == Some("Failed"))
+        .filter(|p| {
+            match spec
+                .pod_failure_policy
+                .as_ref()
+                .map(|pol| failure_action(pol, p))
+            {
+                Some(FailureAction::FailJob(message)) => {
+                    fail_job.get_or_insert(message);
+                    true
+                }
+                Some(FailureAction::Ignore) => false,
+                Some(FailureAction::Count) | None => true,
+            }
+        })
         .collect();
     let on_failure = spec
         .template
@@ -351,9 +592,8 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
     } else {
         0
     };
-    let status = job.status.clone().unwrap_or_default();
     // Counts never go down, even when a counted pod was removed meanwhile.
-    let succeeded = succeeded_pods.max(status.succeeded.unwrap_or(0));
+    let succeeded = succeeded_now.max(status.succeeded.unwrap_or(0));
     let failed = (failed_pods.len() as i32).max(status.failed.unwrap_or(0));
     let last_failure = failed_pods.iter().filter_map(|p| finished_at(p)).max();
     let start = status.start_time.as_ref().map(|t| t.0);
@@ -381,7 +621,10 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         },
         |pod_uid| active.iter().any(|p| p.uid() == Some(pod_uid)),
     );
-    let decision = decide(&observed);
+    let decision = match fail_job {
+        Some(message) => Decision::Fail("PodFailurePolicy", message),
+        None => decide(&observed),
+    };
     let now_s = now.to_string();
     let mut patch = json!({
         "active": observed.active,
@@ -389,6 +632,9 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         "failed": failed,
         "ready": active.iter().filter(|p| pods::is_ready(p)).count(),
     });
+    if indexed {
+        patch["completedIndexes"] = json!(format_indexes(&done_indexes));
+    }
     if start.is_none() && !suspended {
         patch["startTime"] = json!(now_s);
     }
@@ -403,7 +649,8 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
     let mut result = Ok(());
     match &decision {
         Decision::Fail(reason, message) => {
-            result = delete_pods(&job, &ctx, &key, &active, active.len()).await;
+            let all: Vec<&Arc<Pod>> = active.iter().chain(&extra).copied().collect();
+            result = delete_pods(&job, &ctx, &key, &all, all.len()).await;
             conditions.push(condition("FailureTarget", reason, message, &now_s));
             conditions.push(condition("Failed", reason, message, &now_s));
             patch["active"] = json!(0);
@@ -432,16 +679,35 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
             );
         }
         Decision::Create(n) if satisfied => {
-            result = create_pods(&job, &ctx, &key, (*n).min(BURST_REPLICAS as i32)).await;
+            let n = (*n).min(BURST_REPLICAS as i32);
+            let indexes: Vec<Option<i32>> = if indexed {
+                indexes_to_start(completions, &done_indexes, &active_indexes, n)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None; n as usize]
+            };
+            result = create_pods(&job, &ctx, &key, &indexes).await;
         }
         Decision::Delete(n) if satisfied => {
-            // Pods not yet running go first.
+            // Pods not yet running go first; of Indexed pods, the highest indexes.
             let mut victims = active.clone();
-            victims.sort_by_key(|p| (phase(p) == Some("Running"), pods::is_ready(p)));
+            victims.sort_by_key(|p| {
+                (
+                    phase(p) == Some("Running"),
+                    pods::is_ready(p),
+                    std::cmp::Reverse(index_of(p)),
+                )
+            });
             result = delete_pods(&job, &ctx, &key, &victims, *n as usize).await;
         }
         Decision::Wait(Some(d)) => after = Action::requeue(*d + Duration::from_millis(500)),
         _ => {}
+    }
+    if !extra.is_empty() && satisfied && !matches!(decision, Decision::Fail(..)) {
+        let removed = delete_pods(&job, &ctx, &key, &extra, extra.len()).await;
+        result = result.and(removed);
     }
     // Suspended Jobs say so; resumed ones say they are not.
     let was_suspended = has_condition(&job, "Suspended");
@@ -466,6 +732,7 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         "succeeded": status.succeeded.unwrap_or(0),
         "failed": status.failed.unwrap_or(0),
         "ready": status.ready.unwrap_or(0),
+        "completedIndexes": status.completed_indexes.clone().unwrap_or_default(),
         "conditions": status
             .conditions
             .clone()
@@ -497,12 +764,31 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
     Ok(after)
 }
 
-async fn create_pods(job: &Job, ctx: &Ctx, key: &ObjectRef, n: i32) -> Result<()> {
+/// The spec fields skiff's Job controller does not carry out, the first one set.
+fn unsupported_field(spec: &k8s_openapi::api::batch::v1::JobSpec) -> Option<&'static str> {
+    if spec.backoff_limit_per_index.is_some() {
+        Some("backoffLimitPerIndex")
+    } else if spec.max_failed_indexes.is_some() {
+        Some("maxFailedIndexes")
+    } else if spec.success_policy.is_some() {
+        Some("successPolicy")
+    } else {
+        None
+    }
+}
+
+/// Creates a pod for each entry of `indexes` (an index, or None for a NonIndexed Job),
+/// in slow-start batches.
+async fn create_pods(job: &Job, ctx: &Ctx, key: &ObjectRef, indexes: &[Option<i32>]) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), job.namespace().unwrap_or(""));
-    let pod = new_pod(job);
     let pp = PostParams::default();
-    for batch in crate::replicaset::slow_start_batches(n.max(0) as usize) {
-        let results = crate::pods::join_in_flight((0..batch).map(|_| api.create(&pp, &pod))).await;
+    let mut rest = indexes;
+    for batch in crate::replicaset::slow_start_batches(indexes.len()) {
+        let (now, later) = rest.split_at(batch.min(rest.len()));
+        rest = later;
+        let pods: Vec<Pod> = now.iter().map(|i| new_pod(job, *i)).collect();
+        let results =
+            crate::pods::join_in_flight(pods.iter().map(|pod| api.create(&pp, pod))).await;
         let mut failure = None;
         for r in results {
             match r {
@@ -633,9 +919,130 @@ mod tests {
             decide(&o),
             Decision::Fail(
                 "BackoffLimitExceeded",
-                "Job has reached the specified backoff limit"
+                "Job has reached the specified backoff limit".into()
             )
         );
+    }
+
+    #[test]
+    fn completed_indexes_are_written_and_read_as_kubernetes_spells_them() {
+        let set: BTreeSet<i32> = [0, 1, 2, 4, 6, 7].into();
+        assert_eq!(format_indexes(&set), "0-2,4,6-7");
+        assert_eq!(format_indexes(&BTreeSet::new()), "");
+        assert_eq!(parse_indexes("0-2,4,6-7", 10), set);
+        assert_eq!(
+            parse_indexes("0-2,x,9", 5),
+            [0, 1, 2].into(),
+            "out of range and junk skipped"
+        );
+    }
+
+    #[test]
+    fn an_indexed_job_starts_the_lowest_indexes_not_done_or_running() {
+        let done: BTreeSet<i32> = [0, 2].into();
+        let active: BTreeSet<i32> = [1].into();
+        assert_eq!(indexes_to_start(6, &done, &active, 2), vec![3, 4]);
+        assert_eq!(indexes_to_start(4, &done, &active, 5), vec![3]);
+    }
+
+    fn indexed_job() -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": "sq", "namespace": "default", "uid": "u1"},
+            "spec": {"completionMode": "Indexed", "completions": 3, "template": {"spec": {
+                "restartPolicy": "Never",
+                "initContainers": [{"name": "init", "image": "busybox"}],
+                "containers": [{"name": "main", "image": "busybox",
+                    "env": [{"name": "A", "value": "1"}]}]}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_indexed_pod_carries_its_index_in_name_hostname_annotation_label_and_env() {
+        let p = new_pod(&indexed_job(), Some(2));
+        assert_eq!(p.metadata.generate_name.as_deref(), Some("sq-2-"));
+        assert_eq!(index_of(&p), Some(2));
+        assert_eq!(p.metadata.labels.as_ref().unwrap()[COMPLETION_INDEX], "2");
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("sq-2"));
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            let env = c.env.as_ref().unwrap();
+            let e = env.iter().find(|e| e.name == COMPLETION_INDEX_ENV).unwrap();
+            let path = &e
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path;
+            assert_eq!(
+                path,
+                "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+            );
+        }
+        let plain = new_pod(&indexed_job(), None);
+        assert_eq!(index_of(&plain), None);
+        assert_eq!(plain.metadata.generate_name.as_deref(), Some("sq-"));
+    }
+
+    fn failed_pod(statuses: Value, conditions: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "sq-0-abc", "namespace": "default"},
+            "status": {"phase": "Failed", "conditions": conditions,
+                "initContainerStatuses": [{"name": "init", "image": "b", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"terminated": {"exitCode": 0}}}],
+                "containerStatuses": statuses}
+        }))
+        .unwrap()
+    }
+
+    fn exited(name: &str, code: i32) -> Value {
+        json!({"name": name, "image": "b", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code}}})
+    }
+
+    #[test]
+    fn the_first_matching_pod_failure_rule_decides() {
+        let policy: PodFailurePolicy = serde_json::from_value(json!({"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "NotIn", "values": [1, 42]}},
+        ]}))
+        .unwrap();
+        let p = failed_pod(json!([exited("main", 42)]), json!([]));
+        assert_eq!(
+            failure_action(&policy, &p),
+            FailureAction::FailJob(
+                "Container main for pod default/sq-0-abc failed with exit code 42 matching FailJob rule at index 1".into()
+            )
+        );
+        let p = failed_pod(json!([exited("side", 42)]), json!([]));
+        assert_eq!(
+            failure_action(&policy, &p),
+            FailureAction::Count,
+            "42 from another container: no rule"
+        );
+        let p = failed_pod(json!([exited("main", 7)]), json!([]));
+        assert_eq!(failure_action(&policy, &p), FailureAction::Ignore);
+        let p = failed_pod(json!([exited("main", 1)]), json!([]));
+        assert_eq!(failure_action(&policy, &p), FailureAction::Count);
+        let p = failed_pod(
+            json!([exited("main", 42)]),
+            json!([{"type": "DisruptionTarget", "status": "True"}]),
+        );
+        assert_eq!(
+            failure_action(&policy, &p),
+            FailureAction::Ignore,
+            "rule 0 comes first"
+        );
+        // Exit code 0 never matches, not even NotIn.
+        let p = failed_pod(json!([exited("main", 0)]), json!([]));
+        assert_eq!(failure_action(&policy, &p), FailureAction::Count);
     }
 
     #[test]

@@ -306,6 +306,48 @@ pub fn encode(v: &str) -> String {
     out
 }
 
+/// `key=value,…` from a label map (a Service's selector).
+pub fn labels_selector(labels: &Value) -> String {
+    let mut pairs: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
+/// The `labelSelector` query of a LabelSelector (matchLabels and matchExpressions), as
+/// kubectl writes it.
+pub fn label_selector_query(selector: &Value) -> String {
+    let mut terms = Vec::new();
+    let labels = labels_selector(&selector["matchLabels"]);
+    if !labels.is_empty() {
+        terms.push(labels);
+    }
+    for e in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        terms.push(match e["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "DoesNotExist" => format!("!{key}"),
+            _ => key.to_string(),
+        });
+    }
+    terms.join(",")
+}
+
 /// The path of one object.
 pub fn item_path(r: &Resource, ns: Option<&str>, name: &str) -> String {
     format!("{}/{}", r.api.collection_path(ns), encode(name))
@@ -321,4 +363,28 @@ pub fn namespace_of(obj: &Value) -> Option<&str> {
     obj["metadata"]["namespace"]
         .as_str()
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_selector_query_writes_labels_then_expressions() {
+        let sel = json!({
+            "matchLabels": {"tier": "web", "app": "greet"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["a", "b"]},
+                {"key": "zone", "operator": "NotIn", "values": ["x"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+                {"key": "team", "operator": "Exists"},
+            ],
+        });
+        assert_eq!(
+            label_selector_query(&sel),
+            "app=greet,tier=web,env in (a,b),zone notin (x),!canary,team"
+        );
+        assert_eq!(label_selector_query(&json!({})), "");
+    }
 }

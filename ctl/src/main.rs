@@ -23,6 +23,7 @@ mod print;
 mod progress;
 mod rollout;
 mod store;
+mod top;
 mod vlog;
 mod ws;
 
@@ -78,6 +79,11 @@ enum Command {
     Rollout {
         #[command(subcommand)]
         command: rollout::RolloutCommand,
+    },
+    /// Display resource (CPU/memory) usage, from the Metrics API.
+    Top {
+        #[command(subcommand)]
+        command: top::TopCommand,
     },
     /// Print the supported API resources on the server.
     ApiResources(info::ApiResourcesArgs),
@@ -192,6 +198,7 @@ async fn dispatch(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Uncordon(a) => edit::cordon(&ctx()?, a, false).await,
         Command::Drain(a) => edit::drain(&ctx()?, a).await,
         Command::Rollout { command } => rollout::run(&ctx()?, command).await,
+        Command::Top { command } => top::run(&ctx()?, command).await,
         Command::ApiResources(a) => info::api_resources(&ctx()?, a).await,
         Command::Explain(a) => info::explain(&ctx()?, a).await,
         Command::Config { command } => config::run(&global, command),

@@ -144,18 +144,6 @@ pub fn service_ports(svc: &Value, pod: &Value, spec: &PortSpec) -> Result<(u16, 
     Ok((spec.local.unwrap_or(port), target))
 }
 
-/// `key=value,…` from a label map.
-fn selector_string(labels: &Value) -> String {
-    let mut pairs: Vec<String> = labels
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-        .collect();
-    pairs.sort();
-    pairs.join(",")
-}
-
 /// A running pod matching `selector` (kubectl takes the first active one).
 async fn pod_for_selector(ctx: &Ctx, ns: &str, selector: &str, what: &str) -> Result<Value> {
     if selector.is_empty() {
@@ -218,7 +206,7 @@ pub async fn run(ctx: Arc<Ctx>, a: PortForwardArgs) -> Result<()> {
                     encode(&name)
                 ))
                 .await?;
-            let selector = selector_string(&svc["spec"]["selector"]);
+            let selector = crate::cluster::labels_selector(&svc["spec"]["selector"]);
             let pod = pod_for_selector(ctx, &ns, &selector, &format!("service/{name}")).await?;
             let m = specs
                 .iter()
@@ -230,7 +218,7 @@ pub async fn run(ctx: Arc<Ctx>, a: PortForwardArgs) -> Result<()> {
             let resource = ctx.discovery().await?.resolve(other)?;
             let path = crate::cluster::item_path(resource, ctx.ns_for(resource, None), &name);
             let obj = ctx.get_json(&path).await?;
-            let selector = selector_string(&obj["spec"]["selector"]["matchLabels"]);
+            let selector = crate::cluster::label_selector_query(&obj["spec"]["selector"]);
             let pod = pod_for_selector(ctx, &ns, &selector, &format!("{other}/{name}")).await?;
             let m = specs
                 .iter()

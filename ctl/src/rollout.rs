@@ -1,6 +1,7 @@
 //! `rollout status|history|undo|restart` for Deployments (status also for StatefulSets
 //! and DaemonSets), with kubectl's messages.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -9,7 +10,9 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use skiff_client::Method;
 
-use crate::cluster::{item_path, name_of, Ctx, Resource};
+use crate::cluster::{
+    encode, item_path, label_selector_query, name_of, namespace_of, Ctx, Resource,
+};
 use crate::get::{list_objects, parse_targets};
 use crate::manifest::parse_duration;
 
@@ -178,6 +181,12 @@ async fn status(ctx: &Ctx, a: RolloutArgs) -> Result<()> {
             bar.suspend(|| println!("{msg}"));
             last = msg;
         }
+        if !done && !bar.is_hidden() {
+            // Best effort: the pulls only decorate the bar, so a failed look is skipped.
+            if let Ok(pulls) = image_pulls(ctx, &o).await {
+                bar.set_message(crate::progress::pulls_message(&pulls));
+            }
+        }
         if done || !watch {
             bar.finish_and_clear();
             return Ok(());
@@ -188,6 +197,41 @@ async fn status(ctx: &Ctx, a: RolloutArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The image pulls under way for the pods `workload` selects, from the kubelets' Events.
+async fn image_pulls(ctx: &Ctx, workload: &Value) -> Result<Vec<String>> {
+    let ns = encode(namespace_of(workload).unwrap_or(&ctx.namespace));
+    let selector = encode(&label_selector_query(&workload["spec"]["selector"]));
+    let pods = ctx
+        .get_json(&format!(
+            "/api/v1/namespaces/{ns}/pods?labelSelector={selector}"
+        ))
+        .await?;
+    let names: HashSet<&str> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(name_of)
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let events = ctx
+        .get_json(&format!(
+            "/api/v1/namespaces/{ns}/events?fieldSelector={}",
+            encode("involvedObject.kind=Pod")
+        ))
+        .await?;
+    let events = events["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    Ok(crate::progress::pulls_in_progress(
+        events,
+        &names,
+        jiff::Timestamp::now(),
+    ))
 }
 
 /// The ReplicaSets a Deployment owns, with their revision numbers, oldest first.

@@ -1821,3 +1821,133 @@ async fn cronjob_every_minute_creates_a_job_named_for_its_minute_and_bad_schedul
     .await?;
     Ok(())
 }
+
+/// An Indexed Job whose pods check, in a real container, that they got their index as
+/// Kubernetes gives it (hostname `<job>-<index>`, `$JOB_COMPLETION_INDEX`), and a Job
+/// whose podFailurePolicy fails it on the first exit code 42 instead of retrying.
+const INDEXED_AND_POLICY_JOBS: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: sq
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      nodeName: NODE
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: IMAGE
+        command: ["sh", "-c", 'test "$(hostname)" = "sq-$JOB_COMPLETION_INDEX"']
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: fatal
+spec:
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: FailJob
+      onExitCodes: {containerName: main, operator: In, values: [42]}
+  template:
+    spec:
+      nodeName: NODE
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: IMAGE
+        command: ["sh", "-c", "exit 42"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_job_runs_each_index_once_and_pod_failure_policy_fails_a_job_at_once_with_real_kubelet(
+) -> Result<()> {
+    use k8s_openapi::api::batch::v1::Job;
+    use skiff_tests::kubelet::{ensure_images, image, KubeletNode};
+    ensure_images()?;
+    let (cp, _cm, client) = setup().await?;
+    let node = KubeletNode::start(&cp, "jobs", &[])?;
+    let manifests = INDEXED_AND_POLICY_JOBS
+        .replace("NODE", &node.name)
+        .replace("IMAGE", &image("busybox"));
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], &manifests)?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let finished = |name: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            eventually(
+                &format!("Job {name} finished"),
+                Duration::from_secs(120),
+                || async {
+                    let j = jobs.get(name).await?;
+                    let cond = j
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .and_then(|cs| {
+                            cs.iter().find(|c| {
+                                (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                            })
+                        })
+                        .cloned();
+                    Ok(cond.map(|c| (j, c)))
+                },
+            )
+            .await
+        }
+    };
+    let (sq, cond) = finished("sq").await?;
+    ensure!(cond.type_ == "Complete", "{cond:?}\n{}", node.log_tail(30));
+    let status = sq.status.unwrap_or_default();
+    ensure!(
+        status.completed_indexes.as_deref() == Some("0-2") && status.succeeded == Some(3),
+        "{status:?}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let list = pods
+        .list(&ListParams::default().labels("batch.kubernetes.io/job-name=sq"))
+        .await?
+        .items;
+    let mut indexes: Vec<String> = list
+        .iter()
+        .map(|p| {
+            let index = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                .cloned()
+                .context("no completion index annotation")?;
+            ensure!(
+                p.name().starts_with(&format!("sq-{index}-")),
+                "{} for index {index}",
+                p.name()
+            );
+            Ok(index)
+        })
+        .collect::<Result<_>>()?;
+    indexes.sort();
+    ensure!(indexes == ["0", "1", "2"], "one pod per index: {indexes:?}");
+
+    let (fatal, cond) = finished("fatal").await?;
+    ensure!(
+        cond.type_ == "Failed" && cond.reason.as_deref() == Some("PodFailurePolicy"),
+        "{cond:?}"
+    );
+    let message = cond.message.unwrap_or_default();
+    ensure!(
+        message.starts_with("Container main for pod default/fatal-")
+            && message.ends_with("failed with exit code 42 matching FailJob rule at index 0"),
+        "{message}"
+    );
+    let status = fatal.status.unwrap_or_default();
+    ensure!(
+        status.failed == Some(1),
+        "no retry after FailJob: {status:?}"
+    );
+    Ok(())
+}

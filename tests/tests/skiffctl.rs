@@ -782,6 +782,19 @@ fn server_information(cp: &ControlPlane, ctl: &Skiffctl) -> Result<()> {
         e == "Error from server (NotFound): pods \"nope\" not found\n",
         "{e}"
     );
+    // skiff serves no metrics.k8s.io: top answers as kubectl does without metrics-server.
+    for args in [&["top", "pods"][..], &["top", "node", "worker-1"]] {
+        let ours = ctl.run(args)?;
+        let theirs = cp.kubectl(args)?;
+        ensure!(!ours.status.success() && !theirs.status.success());
+        ensure!(
+            ours.stderr == theirs.stderr && ours.stderr == b"error: Metrics API not available\n",
+            "{args:?}: {ours:?}\n{theirs:?}"
+        );
+    }
+    ensure!(ctl
+        .fails(&["top", "pods", "--sort-by", "disk"])?
+        .contains("--sort-by accepts only cpu or memory"));
     // No kubelet here: exec reaches the apiserver, which says why it cannot go on.
     let e = ctl.fails(&["exec", "logged", "--", "ls"])?;
     ensure!(e.contains("reports no address for its kubelet"), "{e}");

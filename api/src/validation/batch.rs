@@ -69,6 +69,138 @@ fn validate_job_spec_common(spec: &Value, path: &Path, errs: &mut Vec<FieldError
             &["OnFailure", "Never"],
         ));
     }
+    if let Some(policy) = spec.get("podFailurePolicy").filter(|p| !p.is_null()) {
+        if restart != "Never" {
+            errs.push(FieldError::invalid_str(
+                tpath.child("spec").child("restartPolicy"),
+                restart,
+                "only \"Never\" is supported when podFailurePolicy is specified",
+            ));
+        }
+        let per_index = has(spec, "backoffLimitPerIndex");
+        validate_pod_failure_policy(policy, per_index, &path.child("podFailurePolicy"), errs);
+    }
+}
+
+/// Most rules a podFailurePolicy may have, as Kubernetes.
+const MAX_POD_FAILURE_POLICY_RULES: usize = 20;
+/// Most exit codes one rule may list.
+const MAX_POD_FAILURE_POLICY_EXIT_CODES: usize = 255;
+
+/// Kubernetes' `validatePodFailurePolicy`: known actions, one matcher per rule, exit
+/// code lists ascending without duplicates (and without 0 for `In`).
+fn validate_pod_failure_policy(
+    policy: &Value,
+    per_index: bool,
+    path: &Path,
+    errs: &mut Vec<FieldError>,
+) {
+    let empty = Vec::new();
+    let rules = policy
+        .get("rules")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let rules_path = path.child("rules");
+    if rules.len() > MAX_POD_FAILURE_POLICY_RULES {
+        errs.push(FieldError::too_many(
+            rules_path.to_string(),
+            rules.len(),
+            MAX_POD_FAILURE_POLICY_RULES,
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let rpath = rules_path.index(i);
+        let action = str_or_empty(rule, "action");
+        match action {
+            "FailJob" | "Ignore" | "Count" => {}
+            "FailIndex" if per_index => {}
+            "FailIndex" => errs.push(FieldError::invalid_str(
+                rpath.child("action"),
+                action,
+                "requires the backoffLimitPerIndex to be set",
+            )),
+            "" => errs.push(FieldError::required(rpath.child("action"), "")),
+            other => errs.push(FieldError::not_supported(
+                rpath.child("action"),
+                &Value::from(other),
+                &["Count", "FailIndex", "FailJob", "Ignore"],
+            )),
+        }
+        let exit_codes = rule.get("onExitCodes").filter(|v| !v.is_null());
+        let conditions = rule.get("onPodConditions").filter(|v| !v.is_null());
+        match (exit_codes, conditions) {
+            (Some(req), None) => validate_on_exit_codes(req, &rpath.child("onExitCodes"), errs),
+            (None, Some(patterns)) => {
+                for (j, p) in patterns.as_array().unwrap_or(&empty).iter().enumerate() {
+                    let ppath = rpath.child("onPodConditions").index(j);
+                    if str_or_empty(p, "type").is_empty() {
+                        errs.push(FieldError::required(ppath.child("type"), ""));
+                    }
+                    let status = str_or_empty(p, "status");
+                    if !matches!(status, "True" | "False" | "Unknown") {
+                        errs.push(FieldError::not_supported(
+                            ppath.child("status"),
+                            &Value::from(status),
+                            &["False", "True", "Unknown"],
+                        ));
+                    }
+                }
+            }
+            _ => errs.push(FieldError::required(
+                rpath.to_string(),
+                "specifying one of OnExitCodes and OnPodConditions is required",
+            )),
+        }
+    }
+}
+
+fn validate_on_exit_codes(req: &Value, path: &Path, errs: &mut Vec<FieldError>) {
+    let operator = str_or_empty(req, "operator");
+    if !matches!(operator, "In" | "NotIn") {
+        errs.push(FieldError::not_supported(
+            path.child("operator"),
+            &Value::from(operator),
+            &["In", "NotIn"],
+        ));
+    }
+    let values: Vec<i64> = req
+        .get("values")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    let vpath = path.child("values");
+    if values.is_empty() {
+        errs.push(FieldError::invalid(
+            vpath.to_string(),
+            &Value::from(Vec::<i64>::new()),
+            "at least one value is required",
+        ));
+    }
+    if values.len() > MAX_POD_FAILURE_POLICY_EXIT_CODES {
+        errs.push(FieldError::too_many(
+            vpath.to_string(),
+            values.len(),
+            MAX_POD_FAILURE_POLICY_EXIT_CODES,
+        ));
+    }
+    for (i, v) in values.iter().enumerate() {
+        if operator == "In" && *v == 0 {
+            errs.push(FieldError::invalid(
+                vpath.index(i),
+                &Value::from(*v),
+                "must not be 0 for the In operator",
+            ));
+        }
+        if i > 0 && values[i - 1] == *v {
+            errs.push(FieldError::duplicate(vpath.index(i), &Value::from(*v)));
+        } else if i > 0 && values[i - 1] > *v {
+            errs.push(FieldError::invalid(
+                vpath.index(i),
+                &Value::from(*v),
+                "must be ordered",
+            ));
+        }
+    }
 }
 
 /// Validates a Job. The server generates the selector first with

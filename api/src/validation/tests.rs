@@ -585,6 +585,37 @@ fn job_rules() {
 }
 
 #[test]
+fn pod_failure_policy_rules() {
+    let mut j = job();
+    j["spec"]["podFailurePolicy"] = json!({"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "pi", "operator": "In", "values": [1, 42]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [0]}},
+    ]});
+    assert_eq!(messages(&create_job(j.clone())), Vec::<String>::new());
+    j["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+    j["spec"]["podFailurePolicy"] = json!({"rules": [
+        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [0, 3, 2, 2]}},
+        {"action": "Retry", "onPodConditions": [{"type": "", "status": "Maybe"}]},
+        {"action": "Count"},
+    ]});
+    assert_eq!(
+        messages(&create_job(j)),
+        vec![
+            r#"spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported when podFailurePolicy is specified"#,
+            r#"spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set"#,
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[2]: Invalid value: 2: must be ordered",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[3]: Duplicate value: 2",
+            r#"spec.podFailurePolicy.rules[1].action: Unsupported value: "Retry": supported values: "Count", "FailIndex", "FailJob", "Ignore""#,
+            "spec.podFailurePolicy.rules[1].onPodConditions[0].type: Required value",
+            r#"spec.podFailurePolicy.rules[1].onPodConditions[0].status: Unsupported value: "Maybe": supported values: "False", "True", "Unknown""#,
+            "spec.podFailurePolicy.rules[2]: Required value: specifying one of OnExitCodes and OnPodConditions is required",
+        ]
+    );
+}
+
+#[test]
 fn cron_job_rules() {
     let cj = json!({
         "metadata": {"name": "hello"},
