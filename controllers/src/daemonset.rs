@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     Taint, Toleration,
@@ -28,6 +28,7 @@ use crate::informer::Informer;
 use crate::node_lifecycle::tolerates;
 use crate::pods::{self, controller_ref};
 use crate::replicaset::selector_of;
+use crate::revisions;
 use crate::statefulset::REVISION_LABEL;
 use crate::status::patch_status;
 use crate::Result;
@@ -42,6 +43,7 @@ pub struct Ctx {
     nodes: Store<Node>,
     recorder: Recorder,
     expectations: Expectations,
+    revisions: revisions::Synced,
 }
 
 /// Builds the controller, fed by the shared pod and node informers: a node change may
@@ -73,6 +75,7 @@ pub fn controller(
         nodes: nodes.store(),
         recorder: Recorder::new(client.clone(), NAME),
         expectations: Expectations::default(),
+        revisions: revisions::Synced::default(),
     });
     (c, ctx)
 }
@@ -262,11 +265,23 @@ pub struct Plan {
     pub delete: Vec<String>,
 }
 
-/// Kubernetes' `manage` plus its rolling update with `maxSurge` 0: a pod on each node
-/// that should run one and has none, none where none may stay, one where there are
-/// several, failed pods replaced; then old pods deleted, unavailable ones first, while
-/// no more than `max_unavailable` nodes are without an available pod.
-pub fn plan(nodes: &[NodeState], rolling: bool, max_unavailable: i32) -> Plan {
+/// How a RollingUpdate replaces old daemon pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// OnDelete: old pods stay until someone deletes them.
+    OnDelete,
+    /// Delete old pods first, at most this many nodes without an available pod.
+    MaxUnavailable(i32),
+    /// Start the new pod beside the old one on at most this many nodes at a time; the
+    /// old one goes once the new one is available.
+    MaxSurge(i32),
+}
+
+/// Kubernetes' `manage` plus its `rollingUpdate`: a pod on each node that should run
+/// one and has none, none where none may stay, one where there are several (an old and
+/// a new one while surging), failed pods replaced; then the rollout step of [`Rollout`].
+pub fn plan(nodes: &[NodeState], rollout: Rollout) -> Plan {
+    let surging = matches!(rollout, Rollout::MaxSurge(_));
     let mut p = Plan::default();
     for n in nodes {
         let keep = if n.pods.is_empty() {
@@ -286,22 +301,35 @@ pub fn plan(nodes: &[NodeState], rolling: bool, max_unavailable: i32) -> Plan {
                 p.create.push(n.name.clone());
             }
         } else if live.len() > 1 {
-            // Keep one, preferring an updated and available pod.
-            let best = live
-                .iter()
-                .max_by_key(|d| (d.updated, d.available))
-                .map(|d| d.name.clone());
+            // Keep one, preferring an updated and available pod; while surging, also
+            // the best old one, which goes when the new one is available.
+            let best = |updated: bool| {
+                live.iter()
+                    .filter(|d| d.updated == updated)
+                    .max_by_key(|d| d.available)
+                    .map(|d| d.name.clone())
+            };
+            let keep: Vec<String> = match (best(true), best(false)) {
+                (Some(new), Some(old)) if surging => vec![new, old],
+                (Some(new), _) => vec![new],
+                (None, old) => old.into_iter().collect(),
+            };
             p.delete.extend(
                 live.iter()
-                    .filter(|d| Some(&d.name) != best.as_ref())
+                    .filter(|d| !keep.contains(&d.name))
                     .map(|d| d.name.clone()),
             );
         }
     }
-    if !rolling || !p.create.is_empty() || !p.delete.is_empty() {
+    if !p.create.is_empty() || !p.delete.is_empty() {
         return p;
     }
     let running: Vec<&NodeState> = nodes.iter().filter(|n| n.should_run).collect();
+    let max_unavailable = match rollout {
+        Rollout::OnDelete => return p,
+        Rollout::MaxSurge(max_surge) => return surge(&running, max_surge),
+        Rollout::MaxUnavailable(m) => m,
+    };
     let mut unavailable = running
         .iter()
         .filter(|n| n.terminating || !n.pods.iter().any(|d| d.available))
@@ -320,6 +348,30 @@ pub fn plan(nodes: &[NodeState], rolling: bool, max_unavailable: i32) -> Plan {
             unavailable += 1;
         }
     }
+    p
+}
+
+/// Kubernetes' surging rollout: on a node with an old pod and no new one, a new pod is
+/// started (at once when the old one is unavailable anyway, else while fewer than
+/// `max_surge` new pods are still becoming available); an old pod goes once the new one
+/// beside it is available.
+fn surge(running: &[&NodeState], max_surge: i32) -> Plan {
+    let mut p = Plan::default();
+    let mut surging = 0;
+    let mut candidates = Vec::new();
+    for n in running.iter().filter(|n| !n.terminating) {
+        let old = n.pods.iter().find(|d| !d.updated);
+        let new = n.pods.iter().find(|d| d.updated);
+        match (old, new) {
+            (None, _) => {}
+            (Some(old), None) if !old.available => p.create.push(n.name.clone()),
+            (Some(_), None) => candidates.push(n.name.clone()),
+            (Some(_), Some(new)) if !new.available => surging += 1,
+            (Some(old), Some(_)) => p.delete.push(old.name.clone()),
+        }
+    }
+    let room = (max_surge - surging).max(0) as usize;
+    p.create.extend(candidates.into_iter().take(room));
     p
 }
 
@@ -371,6 +423,45 @@ pub fn new_pod(set: &DaemonSet, node: &str, hash: &str, tolerations: &[Toleratio
     }
 }
 
+/// The rollout the update strategy asks for; maxUnavailable defaults to 1 and maxSurge
+/// to 0, and percentages are of the nodes that should run the daemon, rounded up (as
+/// Kubernetes' `SurgeCount` and `UnavailableCount`).
+fn rollout_of(spec: &k8s_openapi::api::apps::v1::DaemonSetSpec, desired: i32) -> Rollout {
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    if strategy.type_.as_deref().unwrap_or("RollingUpdate") != "RollingUpdate" {
+        return Rollout::OnDelete;
+    }
+    let ru = strategy.rolling_update.unwrap_or_default();
+    let max_surge = scaled_value(ru.max_surge.as_ref(), desired, true, "0");
+    if max_surge > 0 {
+        return Rollout::MaxSurge(max_surge);
+    }
+    Rollout::MaxUnavailable(scaled_value(
+        ru.max_unavailable.as_ref(),
+        desired,
+        true,
+        "1",
+    ))
+}
+
+/// A DaemonSet's ControllerRevision for the template of `hash`: `<set>-<hash>`.
+pub fn revision_name(set: &DaemonSet, hash: &str) -> String {
+    format!("{}-{hash}", set.name())
+}
+
+/// Makes sure the current template has its ControllerRevision, holding the patch that
+/// restores it (Kubernetes' shape, which `kubectl rollout undo daemonset` applies).
+async fn ensure_revision(api: &Api<ControllerRevision>, set: &DaemonSet, hash: &str) -> Result<()> {
+    let spec = set.spec.clone().unwrap_or_default();
+    let mut labels = spec.selector.match_labels.clone().unwrap_or_default();
+    labels.insert(REVISION_LABEL.into(), hash.to_string());
+    let mut template = json!(spec.template);
+    template["$patch"] = json!("replace");
+    let data = json!({"spec": {"template": template}});
+    revisions::ensure(api, set, &revision_name(set, hash), labels, data).await?;
+    Ok(())
+}
+
 fn status_of(set: &DaemonSet) -> Value {
     let s = set.status.clone().unwrap_or_default();
     json!({
@@ -392,6 +483,7 @@ pub async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let uid = set.uid().unwrap_or("").to_string();
     if set.metadata.deletion_timestamp.is_some() {
         ctx.expectations.forget(&key);
+        ctx.revisions.forget(&uid);
         return Ok(Action::await_change());
     }
     let selector = match selector_of(set.spec.as_ref().map(|s| &s.selector)) {
@@ -481,20 +573,29 @@ pub async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
         },
     );
     let desired = states.iter().filter(|n| n.should_run).count() as i32;
-    let strategy = spec.update_strategy.clone().unwrap_or_default();
-    let rolling = strategy.type_.as_deref().unwrap_or("RollingUpdate") == "RollingUpdate";
-    let max_unavailable = scaled_value(
-        strategy
-            .rolling_update
-            .as_ref()
-            .and_then(|r| r.max_unavailable.as_ref()),
-        desired,
-        true,
-        "1",
+    let rollout = rollout_of(&spec, desired);
+    // The history: the current template's revision, and old ones pruned to the limit
+    // except those a pod still runs.
+    let update = revision_name(&set, &hash);
+    let mut in_use: BTreeSet<String> = [update.clone()].into();
+    in_use.extend(
+        owned
+            .iter()
+            .filter_map(|p| p.labels().get(REVISION_LABEL))
+            .map(|h| revision_name(&set, h)),
     );
+    let limit = spec
+        .revision_history_limit
+        .unwrap_or(revisions::DEFAULT_HISTORY_LIMIT);
+    if ctx.revisions.stale(&uid, &update, limit, &in_use) {
+        let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+        ensure_revision(&api, &set, &hash).await?;
+        revisions::prune(&api, &uid, &in_use, limit).await?;
+        ctx.revisions.record(&uid, &update, limit, in_use);
+    }
     let mut result = Ok(());
     if satisfied {
-        let mut p = plan(&states, rolling, max_unavailable);
+        let mut p = plan(&states, rollout);
         p.delete
             .extend(orphaned.iter().map(|o| o.name().to_string()));
         result = execute(&set, &ctx, &key, &p, &hash, &tolerations).await;
@@ -774,7 +875,7 @@ mod tests {
             ),
             state("d", true, vec![dpod("d1", true, true)]),
         ];
-        let p = plan(&nodes, true, 1);
+        let p = plan(&nodes, Rollout::MaxUnavailable(1));
         assert_eq!(p.create, ["a"]);
         assert_eq!(p.delete, ["b1", "c1"]);
     }
@@ -788,9 +889,69 @@ mod tests {
             state("d", true, vec![dpod("d1", true, true)]),
         ];
         // c is already unavailable: it goes, and with maxUnavailable 2 one more.
-        let p = plan(&nodes, true, 2);
+        let p = plan(&nodes, Rollout::MaxUnavailable(2));
         assert_eq!(p.delete, ["c1", "a1"]);
-        assert_eq!(plan(&nodes, true, 1).delete, ["c1"]);
-        assert_eq!(plan(&nodes, false, 1), Plan::default(), "OnDelete");
+        assert_eq!(plan(&nodes, Rollout::MaxUnavailable(1)).delete, ["c1"]);
+        assert_eq!(plan(&nodes, Rollout::OnDelete), Plan::default(), "OnDelete");
+    }
+
+    #[test]
+    fn surging_starts_new_pods_beside_old_ones_and_removes_the_old_once_available() {
+        let nodes = [
+            state("a", true, vec![dpod("a1", false, true)]),
+            state("b", true, vec![dpod("b1", false, true)]),
+            state("c", true, vec![dpod("c1", false, false)]),
+            state(
+                "d",
+                true,
+                vec![dpod("d1", false, true), dpod("d2", true, false)],
+            ),
+            state(
+                "e",
+                true,
+                vec![dpod("e1", false, true), dpod("e2", true, true)],
+            ),
+        ];
+        // d is surging already: with maxSurge 2 one more available node (a) gets a new
+        // pod; c's old pod is unavailable, so c gets its new pod whatever the budget; e's
+        // new pod is available, so e's old pod goes. Nothing old goes before that.
+        let p = plan(&nodes, Rollout::MaxSurge(2));
+        assert_eq!(p.create, ["c", "a"]);
+        assert_eq!(p.delete, ["e1"]);
+        assert_eq!(plan(&nodes, Rollout::MaxSurge(1)).create, ["c"]);
+        // Under maxUnavailable an old and a new pod on one node are one too many.
+        let p = plan(&nodes, Rollout::MaxUnavailable(1));
+        assert_eq!(p.delete, ["d1", "e1"]);
+        // A third pod on a surging node goes.
+        let crowded = [state(
+            "a",
+            true,
+            vec![
+                dpod("a1", false, true),
+                dpod("a2", true, false),
+                dpod("a3", false, false),
+            ],
+        )];
+        assert_eq!(plan(&crowded, Rollout::MaxSurge(1)).delete, ["a3"]);
+    }
+
+    #[test]
+    fn max_surge_percentages_round_up_and_select_the_surging_rollout() {
+        let spec = |ru: Value| -> k8s_openapi::api::apps::v1::DaemonSetSpec {
+            serde_json::from_value(json!({
+                "selector": {}, "template": {},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": ru}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            rollout_of(&spec(json!({"maxSurge": "10%", "maxUnavailable": 0})), 15),
+            Rollout::MaxSurge(2)
+        );
+        assert_eq!(rollout_of(&spec(json!({})), 15), Rollout::MaxUnavailable(1));
+        assert_eq!(
+            rollout_of(&spec(json!({"maxUnavailable": "20%"})), 12),
+            Rollout::MaxUnavailable(3)
+        );
     }
 }

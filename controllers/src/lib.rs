@@ -47,6 +47,7 @@ pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
+pub mod revisions;
 pub mod selection;
 pub mod serviceaccount;
 pub mod statefulset;

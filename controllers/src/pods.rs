@@ -6,6 +6,8 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::{Metadata, Resource};
+use serde_json::{json, Value};
+use skiff_client::{Api, Patch, PatchParams, ResourceExt};
 
 /// Pod creations or deletions of one sync in flight at once. The client speaks HTTP/1.1,
 /// one connection per request in flight, each with its buffers: a 500-pod batch all at
@@ -102,6 +104,55 @@ pub fn controller_ref<
         uid: meta.uid.clone().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// Makes `owner` the controller of an orphan pod; the resourceVersion makes the patch
+/// fail if the pod changed since the cache saw it.
+pub async fn adopt<K>(api: &Api<Pod>, pod: &Pod, owner: &K) -> skiff_client::Result<Pod>
+where
+    K: Resource + Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+{
+    let mut refs = pod.owner_references().to_vec();
+    refs.push(controller_ref(owner));
+    api.patch(
+        pod.name(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": pod.resource_version(),
+        }})),
+    )
+    .await
+}
+
+/// Removes the owner reference with `uid` from a pod that no longer matches.
+pub async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> crate::Result<()> {
+    let refs: Vec<_> = pod
+        .owner_references()
+        .iter()
+        .filter(|r| r.uid != uid)
+        .cloned()
+        .collect();
+    let refs = if refs.is_empty() {
+        Value::Null
+    } else {
+        json!(refs)
+    };
+    let r = api
+        .patch(
+            pod.name(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {
+                "ownerReferences": refs,
+                "resourceVersion": pod.resource_version(),
+            }})),
+        )
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

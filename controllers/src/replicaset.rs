@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as MetaSelect
 use serde_json::{json, Value};
 use skiff_api::selector::{label_selector_as_selector, LabelSelector};
 use skiff_client::controller::{Action, Controller};
-use skiff_client::{Api, Client, ObjectRef, Patch, PatchParams, PostParams, ResourceExt, Store};
+use skiff_client::{Api, Client, ObjectRef, PostParams, ResourceExt, Store};
 
 use crate::events::{EventType, Recorder};
 use crate::expectations::{Expectations, Seen};
@@ -268,7 +268,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
                 if matches {
                     owned.push(pod);
                 } else if !deleting {
-                    release(&pod_api, &pod, &uid).await?;
+                    pods::release(&pod_api, &pod, &uid).await?;
                 }
             }
             Some(_) => {}
@@ -289,7 +289,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
         });
         if can_adopt {
             for pod in orphans {
-                match adopt(&pod_api, &pod, rs.as_ref()).await {
+                match pods::adopt(&pod_api, &pod, rs.as_ref()).await {
                     Ok(adopted) => owned.push(Arc::new(adopted)),
                     // Gone meanwhile: nothing to adopt.
                     Err(e) if e.is_not_found() => {}
@@ -437,52 +437,6 @@ async fn manage_replicas(
         }
     }
     Ok(())
-}
-
-/// Makes `owner` the controller of an orphan pod; the resourceVersion makes the patch
-/// fail if the pod changed since the cache saw it.
-async fn adopt(api: &Api<Pod>, pod: &Pod, owner: &ReplicaSet) -> skiff_client::Result<Pod> {
-    let mut refs = pod.owner_references().to_vec();
-    refs.push(controller_ref(owner));
-    api.patch(
-        pod.name(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": pod.resource_version(),
-        }})),
-    )
-    .await
-}
-
-/// Removes the owner reference with `uid` from a pod that no longer matches.
-async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<()> {
-    let refs: Vec<_> = pod
-        .owner_references()
-        .iter()
-        .filter(|r| r.uid != uid)
-        .cloned()
-        .collect();
-    let refs = if refs.is_empty() {
-        Value::Null
-    } else {
-        json!(refs)
-    };
-    let r = api
-        .patch(
-            pod.name(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {
-                "ownerReferences": refs,
-                "resourceVersion": pod.resource_version(),
-            }})),
-        )
-        .await;
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]

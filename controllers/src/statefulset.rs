@@ -2,7 +2,10 @@
 //! ordinal 0 up and deleted from the highest ordinal down, each waiting for the one
 //! before it to be Running and Ready under the `OrderedReady` policy (all at once under
 //! `Parallel`); rolling updates from the highest ordinal down to `partition`; one
-//! PersistentVolumeClaim `<claim>-<set>-<ordinal>` per volumeClaimTemplate and pod.
+//! PersistentVolumeClaim `<claim>-<set>-<ordinal>` per volumeClaimTemplate and pod, kept
+//! or deleted with the set and on scale-down as persistentVolumeClaimRetentionPolicy
+//! says. Orphan pods named as members and matching the selector are adopted; owned pods
+//! that stop matching are released.
 //!
 //! Revisions are ControllerRevisions named `<set>-<hash>` holding the pod template, as
 //! Kubernetes keeps them (so `kubectl rollout history|undo statefulset` work); each pod
@@ -11,7 +14,7 @@
 //! The decision of what to do next is pure ([`plan`]); the reconcile reads the caches,
 //! plans, and carries out the steps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +22,12 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::{json, Value};
 use skiff_client::controller::{Action, Controller};
-use skiff_client::{Api, Client, ListParams, ObjectRef, PostParams, ResourceExt, Store};
+use skiff_client::{
+    Api, Client, ListParams, ObjectRef, Patch, PatchParams, PostParams, ResourceExt, Store,
+};
 
 use crate::deployment::template_hash;
 use crate::events::{EventType, Recorder};
@@ -31,6 +35,7 @@ use crate::expectations::{Expectations, Seen};
 use crate::informer::Informer;
 use crate::pods::{self, controller_ref};
 use crate::replicaset::selector_of;
+use crate::revisions;
 use crate::status::patch_status;
 use crate::Result;
 
@@ -49,6 +54,7 @@ pub struct Ctx {
     pods: Store<Pod>,
     recorder: Recorder,
     expectations: Expectations,
+    revisions: revisions::Synced,
 }
 
 /// Builds the controller, fed by the shared pod informer.
@@ -57,20 +63,31 @@ pub fn controller(
     pods: &mut Informer<Pod>,
 ) -> (Controller<StatefulSet>, Arc<Ctx>) {
     let c = Controller::new(Api::<StatefulSet>::all(client.clone()), Default::default());
-    let c = c.watches_stream(pods.subscribe(), |p: &Pod| {
-        p.controller_owner()
-            .filter(|o| o.kind == "StatefulSet" && o.api_version == "apps/v1")
-            .map(|o| ObjectRef::new(p.namespace(), &o.name))
+    let c = c.watches_stream(pods.subscribe(), |p: &Pod| match p.controller_owner() {
+        Some(o) if o.kind == "StatefulSet" && o.api_version == "apps/v1" => {
+            vec![ObjectRef::new(p.namespace(), &o.name)]
+        }
+        Some(_) => Vec::new(),
+        // An orphan may be adopted by the set its name says it belongs to.
+        None => set_name_of(p.name())
+            .map(|set| ObjectRef::new(p.namespace(), set))
             .into_iter()
-            .collect()
+            .collect(),
     });
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         pods: pods.store(),
         recorder: Recorder::new(client.clone(), NAME),
         expectations: Expectations::default(),
+        revisions: revisions::Synced::default(),
     });
     (c, ctx)
+}
+
+/// The set a pod named `<set>-<ordinal>` would belong to.
+pub fn set_name_of(pod: &str) -> Option<&str> {
+    let (set, _) = pod.rsplit_once('-')?;
+    ordinal_of(set, pod).map(|_| set)
 }
 
 /// The ordinal of a pod named `<set>-<ordinal>`, if it is one.
@@ -323,49 +340,27 @@ fn current_status(set: &StatefulSet) -> Value {
     })
 }
 
-/// Makes sure the ControllerRevision `name` holding `template` exists; returns it.
+/// Makes sure the ControllerRevision `name` holding `template` exists and is the newest.
 async fn ensure_revision(
     api: &Api<ControllerRevision>,
     set: &StatefulSet,
     name: &str,
     template: &PodTemplateSpec,
 ) -> Result<ControllerRevision> {
-    if let Some(r) = api.get_opt(name).await? {
-        return Ok(r);
-    }
-    let uid = set.uid().unwrap_or("");
-    let next = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|r| r.controller_owner().is_some_and(|o| o.uid == uid))
-        .map(|r| r.revision)
-        .max()
-        .unwrap_or(0)
-        + 1;
     let mut labels = set
         .spec
         .as_ref()
         .and_then(|s| s.selector.match_labels.clone())
         .unwrap_or_default();
     labels.insert(REVISION_LABEL.into(), name.to_string());
-    let revision = ControllerRevision {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: set.namespace().map(str::to_string),
-            labels: Some(labels),
-            owner_references: Some(vec![controller_ref(set)]),
-            ..ObjectMeta::default()
-        },
-        data: Some(RawExtension(json!({"spec": {"template": template}}))),
-        revision: next,
-    };
-    match api.create(&PostParams::default(), &revision).await {
-        Ok(r) => Ok(r),
-        Err(e) if e.is_already_exists() => Ok(api.get(name).await?),
-        Err(e) => Err(e.into()),
-    }
+    revisions::ensure(
+        api,
+        set,
+        name,
+        labels,
+        json!({"spec": {"template": template}}),
+    )
+    .await
 }
 
 fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
@@ -380,6 +375,7 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let uid = set.uid().unwrap_or("").to_string();
     if set.metadata.deletion_timestamp.is_some() {
         ctx.expectations.forget(&key);
+        ctx.revisions.forget(&uid);
         return Ok(Action::await_change());
     }
     let selector = match selector_of(set.spec.as_ref().map(|s| &s.selector)) {
@@ -395,14 +391,7 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
         }
     };
     let spec = set.spec.clone().unwrap_or_default();
-    let owned: Vec<Arc<Pod>> = ctx
-        .pods
-        .list()
-        .into_iter()
-        .filter(|p| p.namespace() == Some(ns.as_str()))
-        .filter(|p| p.controller_owner().is_some_and(|o| o.uid == uid))
-        .filter(|p| selector.matches(p.labels()))
-        .collect();
+    let owned = claim_pods(&set, &ctx, &selector).await?;
     let satisfied = ctx.expectations.satisfied(
         &key,
         |name| match ctx.pods.get(Some(&ns), name) {
@@ -463,8 +452,25 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
 
     let mut result = Ok(());
     if satisfied {
+        sync_claim_owners(&set, &ctx, &owned).await?;
         let steps = plan(&policy, &states);
         result = execute(&set, &ctx, &key, &steps, &update, &current, &revisions).await;
+    }
+    // History beyond revisionHistoryLimit goes, except what a pod still runs.
+    let mut in_use: BTreeSet<String> = [current.clone(), update.clone()].into();
+    in_use.extend(
+        owned
+            .iter()
+            .filter_map(|p| p.labels().get(REVISION_LABEL).cloned()),
+    );
+    let limit = spec
+        .revision_history_limit
+        .unwrap_or(revisions::DEFAULT_HISTORY_LIMIT);
+    if result.is_ok() && ctx.revisions.stale(&uid, &update, limit, &in_use) {
+        result = revisions::prune(&revisions, &uid, &in_use, limit).await;
+        if result.is_ok() {
+            ctx.revisions.record(&uid, &update, limit, in_use);
+        }
     }
 
     let now = jiff::Timestamp::now();
@@ -497,6 +503,57 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
         None if !satisfied => Action::requeue(Duration::from_secs(30)),
         None => Action::await_change(),
     })
+}
+
+/// The set's pods, as Kubernetes' ControllerRefManager claims them: owned pods that
+/// stopped matching the selector are released; orphans that match it and are named as
+/// the set's members (`<set>-<ordinal>`) are adopted, after checking afresh that the
+/// set still exists and is not being deleted.
+async fn claim_pods(
+    set: &StatefulSet,
+    ctx: &Ctx,
+    selector: &skiff_api::selector::LabelSelector,
+) -> Result<Vec<Arc<Pod>>> {
+    let ns = set.namespace().unwrap_or("");
+    let uid = set.uid().unwrap_or("");
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let mut owned = Vec::new();
+    let mut orphans = Vec::new();
+    for pod in ctx.pods.list() {
+        if pod.namespace() != Some(ns) {
+            continue;
+        }
+        let matches = selector.matches(pod.labels());
+        match pod.controller_owner() {
+            Some(o) if o.uid == uid && matches => owned.push(pod),
+            Some(o) if o.uid == uid => pods::release(&api, &pod, uid).await?,
+            Some(_) => {}
+            None if matches
+                && pod.metadata.deletion_timestamp.is_none()
+                && ordinal_of(set.name(), pod.name()).is_some() =>
+            {
+                orphans.push(pod)
+            }
+            None => {}
+        }
+    }
+    if orphans.is_empty() {
+        return Ok(owned);
+    }
+    let fresh = Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
+        .get_opt(set.name())
+        .await?;
+    if !fresh.is_some_and(|f| f.uid() == Some(uid) && f.metadata.deletion_timestamp.is_none()) {
+        return Ok(owned);
+    }
+    for pod in orphans {
+        match pods::adopt(&api, &pod, set).await {
+            Ok(adopted) => owned.push(Arc::new(adopted)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(owned)
 }
 
 async fn execute(
@@ -594,8 +651,137 @@ async fn execute(
     Ok(())
 }
 
-/// Creates the pod's claims that do not exist yet; they outlive the pod (the default
-/// `Retain` policy), so a pod made again finds its data.
+/// The set's persistentVolumeClaimRetentionPolicy: whether claims go with the set
+/// (whenDeleted: Delete) and with the pods a scale-down removes (whenScaled: Delete).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// whenDeleted is Delete.
+    pub delete_with_set: bool,
+    /// whenScaled is Delete.
+    pub delete_when_scaled: bool,
+}
+
+impl Retention {
+    /// The policy of `set`; Retain unless it says Delete, as Kubernetes defaults it.
+    pub fn of(set: &StatefulSet) -> Retention {
+        let p = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+        let delete = |v: Option<&String>| v.is_some_and(|v| v == "Delete");
+        Retention {
+            delete_with_set: delete(p.and_then(|p| p.when_deleted.as_ref())),
+            delete_when_scaled: delete(p.and_then(|p| p.when_scaled.as_ref())),
+        }
+    }
+}
+
+/// A reference that makes the garbage collector delete a claim with its owner.
+fn claim_owner(api_version: &str, kind: &str, name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: name.into(),
+        uid: uid.into(),
+        controller: None,
+        block_owner_deletion: None,
+    }
+}
+
+/// The owner references the claim of `ordinal` should carry, Kubernetes' way of carrying
+/// out the retention policy through the garbage collector: the set's reference under
+/// whenDeleted: Delete; instead the pod's while the pod is condemned by a scale-down
+/// (ordinal at or above `replicas`) under whenScaled: Delete. Other owners are kept.
+pub fn claim_owner_refs(
+    existing: &[OwnerReference],
+    set: &OwnerReference,
+    pod: Option<&OwnerReference>,
+    ordinal: i32,
+    replicas: i32,
+    retention: Retention,
+) -> Vec<OwnerReference> {
+    let mut refs: Vec<OwnerReference> = existing
+        .iter()
+        .filter(|r| r.uid != set.uid && pod.is_none_or(|p| r.uid != p.uid))
+        .cloned()
+        .collect();
+    // The pod alone: the garbage collector deletes a dependent only when all its owners
+    // are gone, so a claim also naming the set would outlive the pod.
+    match pod.filter(|_| retention.delete_when_scaled && ordinal >= replicas) {
+        Some(pod) => refs.push(pod.clone()),
+        None if retention.delete_with_set => refs.push(set.clone()),
+        None => {}
+    }
+    refs
+}
+
+/// Brings the owner references of the set's claims in line with its retention policy
+/// (see [`claim_owner_refs`]); runs before pods are deleted, so that a condemned pod's
+/// claims already name it when it goes.
+async fn sync_claim_owners(set: &StatefulSet, ctx: &Ctx, owned: &[Arc<Pod>]) -> Result<()> {
+    let spec = set.spec.clone().unwrap_or_default();
+    let templates = spec.volume_claim_templates.unwrap_or_default();
+    if templates.is_empty() {
+        return Ok(());
+    }
+    let ns = set.namespace().unwrap_or("");
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let set_ref = claim_owner(
+        "apps/v1",
+        "StatefulSet",
+        set.name(),
+        set.uid().unwrap_or(""),
+    );
+    let retention = Retention::of(set);
+    let replicas = spec.replicas.unwrap_or(1);
+    for claim in api.list(&ListParams::default()).await?.items {
+        let ordinal = templates.iter().find_map(|t| {
+            let prefix = format!("{}-", t.metadata.name.as_deref().unwrap_or(""));
+            ordinal_of(set.name(), claim.name().strip_prefix(&prefix)?)
+        });
+        let Some(ordinal) = ordinal else { continue };
+        let pod_name = format!("{}-{ordinal}", set.name());
+        let pod_ref = owned
+            .iter()
+            .find(|p| p.name() == pod_name && p.metadata.deletion_timestamp.is_none())
+            .map(|p| claim_owner("v1", "Pod", p.name(), p.uid().unwrap_or("")));
+        let existing = claim.owner_references();
+        let want = claim_owner_refs(
+            existing,
+            &set_ref,
+            pod_ref.as_ref(),
+            ordinal,
+            replicas,
+            retention,
+        );
+        if want == existing {
+            continue;
+        }
+        let refs = if want.is_empty() {
+            Value::Null
+        } else {
+            json!(want)
+        };
+        let patch = json!({"metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": claim.resource_version(),
+        }});
+        match api
+            .patch(claim.name(), &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => {}
+            // Changed or gone meanwhile: the next sync looks again.
+            Err(e) if e.is_not_found() || e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the pod's claims that do not exist yet; they outlive the pod unless the
+/// retention policy says Delete (see [`claim_owner_refs`]), so a pod made again finds
+/// its data.
 async fn create_claims(set: &StatefulSet, ctx: &Ctx, ordinal: i32) -> Result<()> {
     let templates = set
         .spec
@@ -630,6 +816,15 @@ async fn create_claims(set: &StatefulSet, ctx: &Ctx, ordinal: i32) -> Result<()>
                 namespace: Some(ns.to_string()),
                 labels: Some(labels),
                 annotations: t.metadata.annotations.clone(),
+                // Under whenDeleted: Delete the claim goes with the set from the start.
+                owner_references: Retention::of(set).delete_with_set.then(|| {
+                    vec![claim_owner(
+                        "apps/v1",
+                        "StatefulSet",
+                        set.name(),
+                        set.uid().unwrap_or(""),
+                    )]
+                }),
                 ..ObjectMeta::default()
             },
             spec: t.spec.clone(),
@@ -685,6 +880,57 @@ mod tests {
             rolling: true,
             partition: 0,
         }
+    }
+
+    #[test]
+    fn an_orphan_is_offered_to_the_set_its_name_names() {
+        assert_eq!(set_name_of("web-0"), Some("web"));
+        assert_eq!(set_name_of("my-db-12"), Some("my-db"));
+        assert_eq!(set_name_of("web-01"), None);
+        assert_eq!(set_name_of("web-x"), None);
+        assert_eq!(set_name_of("web"), None);
+    }
+
+    #[test]
+    fn claims_carry_the_owners_the_retention_policy_asks_for() {
+        let set = claim_owner("apps/v1", "StatefulSet", "web", "s1");
+        let pod = claim_owner("v1", "Pod", "web-2", "p2");
+        let other = claim_owner("v1", "ConfigMap", "keep", "c1");
+        let retain = Retention::default();
+        let both = Retention {
+            delete_with_set: true,
+            delete_when_scaled: true,
+        };
+        let scaled = Retention {
+            delete_with_set: false,
+            delete_when_scaled: true,
+        };
+        // Retain: nothing of ours, other owners kept.
+        let refs = claim_owner_refs(
+            &[other.clone(), set.clone()],
+            &set,
+            Some(&pod),
+            2,
+            3,
+            retain,
+        );
+        assert_eq!(refs, std::slice::from_ref(&other));
+        // whenDeleted: Delete names the set; whenScaled only matters for a condemned pod.
+        let refs = claim_owner_refs(&[], &set, Some(&pod), 2, 3, both);
+        assert_eq!(refs, std::slice::from_ref(&set));
+        let refs = claim_owner_refs(std::slice::from_ref(&set), &set, Some(&pod), 2, 2, both);
+        assert_eq!(
+            refs,
+            std::slice::from_ref(&pod),
+            "the condemned pod alone, or the set keeps it"
+        );
+        let refs = claim_owner_refs(&[], &set, Some(&pod), 2, 2, scaled);
+        assert_eq!(refs, std::slice::from_ref(&pod));
+        // Scaled back up before the pod went: the pod's reference is taken away again.
+        let refs = claim_owner_refs(std::slice::from_ref(&pod), &set, Some(&pod), 2, 3, scaled);
+        assert!(refs.is_empty());
+        // No pod: nothing to tie the claim to.
+        assert!(claim_owner_refs(&[], &set, None, 2, 2, scaled).is_empty());
     }
 
     #[test]

@@ -1496,13 +1496,111 @@ async fn statefulset_creates_in_ordinal_order_updates_and_deletes_from_the_highe
             .then_some(()))
     })
     .await?;
-    let l = log.lock().unwrap();
-    ensure!(
-        l.deleted == ["db-2", "db-1", "db-0"],
-        "deletion order {:?}",
-        l.deleted
-    );
+    {
+        let l = log.lock().unwrap();
+        ensure!(
+            l.deleted == ["db-2", "db-1", "db-0"],
+            "deletion order {:?}",
+            l.deleted
+        );
+    }
     recorder.abort();
+
+    // From now on claims go with the pods a scale-down removes and with the set.
+    sets.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"replicas": 3, "persistentVolumeClaimRetentionPolicy":
+            {"whenScaled": "Delete", "whenDeleted": "Delete"}}}),
+        ),
+    )
+    .await?;
+    eventually(
+        "3 ready pods again",
+        Duration::from_secs(120),
+        status_is(3, 3),
+    )
+    .await?;
+    // A pod that stops matching the selector is released (its name stays taken, so no
+    // second db-0 appears); matching again, the same pod is adopted back.
+    let uid = pods.get("db-0").await?.uid().map(str::to_string);
+    let relabel = |app: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.patch(
+                "db-0",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"app": app}}})),
+            )
+            .await
+        }
+    };
+    let owner_of_db0 = || async {
+        let p = pods.get("db-0").await?;
+        ensure!(p.uid().map(str::to_string) == uid, "db-0 was replaced");
+        Ok(p.controller_owner()
+            .map(|o| format!("{}/{}", o.kind, o.name)))
+    };
+    relabel("other").await?;
+    eventually("db-0 released", Duration::from_secs(60), || async {
+        Ok(owner_of_db0().await?.is_none().then_some(()))
+    })
+    .await?;
+    relabel("db").await?;
+    eventually("db-0 adopted back", Duration::from_secs(60), || async {
+        Ok((owner_of_db0().await?.as_deref() == Some("StatefulSet/db")).then_some(()))
+    })
+    .await?;
+    cp.kubectl_ok(&["scale", "statefulset/db", "--replicas=1"])?;
+    eventually(
+        "claims of removed pods deleted",
+        Duration::from_secs(60),
+        || async {
+            let mut left: Vec<(String, Vec<String>)> = claims
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .map(|c| {
+                    let owners = c
+                        .owner_references()
+                        .iter()
+                        .map(|o| format!("{}/{}", o.kind, o.name));
+                    (c.name().to_string(), owners.collect())
+                })
+                .collect();
+            left.sort();
+            ensure!(
+                left.len() == 1 && left[0].0 == "data-db-0",
+                "claims left: {left:?}"
+            );
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    let kept = claims.get("data-db-0").await?;
+    ensure!(
+        kept.owner_references()
+            .iter()
+            .any(|o| o.kind == "StatefulSet" && o.name == "db"),
+        "{:?}",
+        kept.metadata.owner_references
+    );
+    cp.kubectl_ok(&["delete", "statefulset", "db"])?;
+    eventually(
+        "the last claim went with the set",
+        Duration::from_secs(120),
+        || async {
+            Ok(claims
+                .list(&ListParams::default())
+                .await?
+                .items
+                .is_empty()
+                .then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -1613,7 +1711,161 @@ async fn daemonset_skips_a_tainted_node_covers_a_cordoned_one_and_a_node_added_l
         ),
         "{tolerations:?}"
     );
+
+    // A surging rollout (maxSurge 1, maxUnavailable 0): watched on every event, no node
+    // is ever without a ready daemon pod, and some node had an old and a new one at once.
+    let (watch_log, watch_task) = record_daemon_pods(pods.clone());
+    eventually("daemon pod watch listed", TIMEOUT, || async {
+        Ok(watch_log.lock().unwrap().synced.then_some(()))
+    })
+    .await?;
+    let patch = json!({"spec": {
+        "updateStrategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "template": {"spec": {"containers": [{"name": "agent", "image": "busybox:1.37"}]}},
+    }});
+    sets.patch("agent", &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    eventually("3 updated available daemon pods", TIMEOUT, || async {
+        let d = sets.get("agent").await?;
+        let s = d.status.clone().unwrap_or_default();
+        let old_left = pods
+            .list(&ListParams::default().labels("app=agent"))
+            .await?
+            .items
+            .iter()
+            .any(|p| p.metadata.deletion_timestamp.is_none() && !image_is(p, "busybox:1.37"));
+        Ok((s.observed_generation == d.metadata.generation
+            && s.updated_number_scheduled == Some(3)
+            && s.number_available == Some(3)
+            && !old_left)
+            .then_some(()))
+    })
+    .await?;
+    watch_task.abort();
+    {
+        let l = watch_log.lock().unwrap();
+        ensure!(
+            l.bare.is_empty(),
+            "nodes without a ready daemon pod: {:?}",
+            l.bare
+        );
+        ensure!(
+            l.most_on_a_node == 2,
+            "at most {} pods on a node",
+            l.most_on_a_node
+        );
+    }
+    // Each template has its ControllerRevision, which kubectl's rollout history reads.
+    let history = cp.kubectl_ok(&["rollout", "history", "daemonset/agent"])?;
+    let numbers: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    ensure!(numbers == ["1", "2"], "{history}");
+    // With revisionHistoryLimit 0, once the old pods are gone (their kubelet would
+    // finish their deletion), only the current revision is kept.
+    for p in pods
+        .list(&ListParams::default().labels("app=agent"))
+        .await?
+        .items
+    {
+        if p.metadata.deletion_timestamp.is_some() {
+            pods.delete(
+                p.name(),
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                },
+            )
+            .await?;
+        }
+    }
+    sets.patch(
+        "agent",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"revisionHistoryLimit": 0}})),
+    )
+    .await?;
+    let revisions: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+        Api::namespaced(client.clone(), "default");
+    eventually("one ControllerRevision left", TIMEOUT, || async {
+        let left = revisions
+            .list(&ListParams::default().labels("app=agent"))
+            .await?
+            .items;
+        Ok((left.len() == 1 && left[0].revision == 2).then_some(()))
+    })
+    .await?;
     Ok(())
+}
+
+fn image_is(p: &Pod, image: &str) -> bool {
+    p.spec.as_ref().is_some_and(|s| {
+        s.containers
+            .iter()
+            .all(|c| c.image.as_deref() == Some(image))
+    })
+}
+
+/// What a watch on daemon pods saw: nodes left without a ready pod (after the initial
+/// list) and the most live pods one node had at once.
+#[derive(Default)]
+struct DaemonLog {
+    synced: bool,
+    bare: Vec<String>,
+    most_on_a_node: usize,
+}
+
+fn record_daemon_pods(
+    pods: Api<Pod>,
+) -> (
+    std::sync::Arc<std::sync::Mutex<DaemonLog>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(DaemonLog::default()));
+    let mut events = watcher::watcher(pods, watcher::Config::default().labels("app=agent"));
+    let task = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            // node -> pod name -> (ready and not being deleted, being deleted)
+            let mut live: BTreeMap<String, BTreeMap<String, (bool, bool)>> = BTreeMap::new();
+            while let Some(e) = events.next().await {
+                let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                let (pod, gone) = match e {
+                    Ok(Event::InitDone) => {
+                        l.synced = true;
+                        continue;
+                    }
+                    Ok(Event::InitApply(p) | Event::Apply(p)) => (p, false),
+                    Ok(Event::Delete(p)) => (p, true),
+                    _ => continue,
+                };
+                let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                    continue;
+                };
+                let on_node = live.entry(node.clone()).or_default();
+                if gone {
+                    on_node.remove(pod.name());
+                } else {
+                    let deleting = pod.metadata.deletion_timestamp.is_some();
+                    on_node.insert(
+                        pod.name().to_string(),
+                        (is_ready(&pod) && !deleting, deleting),
+                    );
+                }
+                if l.synced {
+                    if !on_node.values().any(|(serving, _)| *serving) {
+                        l.bare.push(node);
+                    }
+                    let alive = on_node.values().filter(|(_, deleting)| !deleting).count();
+                    l.most_on_a_node = l.most_on_a_node.max(alive);
+                }
+            }
+        })
+    };
+    (log, task)
 }
 
 /// Plays a kubelet whose containers all exit 1: every pod of the Job is reported
