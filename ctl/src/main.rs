@@ -113,6 +113,11 @@ enum Command {
     Store(store::StoreArgs),
     /// A whole cluster on this machine: up, down, status, chaos.
     Lab(lab::LabArgs),
+    /// Put image archives onto a lab's workers (`image load FILE…`), no registry needed.
+    Image {
+        #[command(subcommand)]
+        command: lab::image::ImageCommand,
+    },
 }
 
 /// Errors gathered while going on with the other objects, reported at the end as
@@ -226,6 +231,7 @@ async fn dispatch(global: GlobalArgs, command: Command) -> Result<()> {
         Command::PortForward(a) => portforward::run(std::sync::Arc::new(ctx()?), a).await,
         Command::Store(args) => store::run(args).await,
         Command::Lab(args) => lab::run(&global, args).await,
+        Command::Image { command } => lab::image::run(&ctx()?, command).await,
     }
 }
 

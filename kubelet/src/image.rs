@@ -477,6 +477,24 @@ where
     Ok(())
 }
 
+/// The bytes an image takes in the content store for this platform: its manifest,
+/// config and layers (what Kubernetes reports as an image's `sizeBytes`).
+pub async fn image_size(rt: &Runtime, name: &str, target: &Descriptor) -> Result<i64> {
+    let mut size = target.size;
+    let mut manifest = parse_manifest(name, &rt.read_content(&target.digest).await?)?;
+    if let Some(chosen) = manifest
+        .manifests
+        .as_ref()
+        .and_then(|list| select_platform(list))
+    {
+        size += chosen.size;
+        manifest = parse_manifest(name, &rt.read_content(&chosen.digest).await?)?;
+    }
+    size += manifest.config.map_or(0, |c| c.size);
+    size += manifest.layers.iter().map(|l| l.size).sum::<i64>();
+    Ok(size)
+}
+
 /// Resolves an image record to what a container needs; `None` when it is not there or
 /// not unpacked.
 pub async fn local_image(rt: &Runtime, name: &str) -> Result<Option<LocalImage>> {

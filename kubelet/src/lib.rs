@@ -394,6 +394,8 @@ async fn node_status_loop(
 ) {
     let mut posted: Option<NodeStatus> = None;
     let mut posted_bare: Option<NodeStatus> = None;
+    // Image sizes by content digest: content never changes under a digest.
+    let mut image_sizes: HashMap<String, i64> = HashMap::new();
     let mut last_post = tokio::time::Instant::now();
     let stop_fut = stopped(stop);
     tokio::pin!(stop_fut);
@@ -407,7 +409,13 @@ async fn node_status_loop(
             .runtime_up
             .store(matches!(h, node::RuntimeHealth::Up(_)), Ordering::Relaxed);
         *health.write().unwrap_or_else(|p| p.into_inner()) = h.clone();
-        let bare = node::node_status(&settings, &machine, &h);
+        let mut bare = node::node_status(&settings, &machine, &h);
+        if matches!(h, node::RuntimeHealth::Up(_)) {
+            match local_images(&rt, &mut image_sizes).await {
+                Ok(entries) => bare.images = Some(node::container_images(&entries)),
+                Err(e) => tracing::warn!(error = %e, "listing images for the node status failed"),
+            }
+        }
         if posted_bare.as_ref() != Some(&bare) || last_post.elapsed() >= STATUS_REPORT_INTERVAL {
             let status = node::with_times(bare.clone(), posted.as_ref(), jiff::Timestamp::now());
             match node::post_status(&nodes, &settings.name, &status).await {
@@ -425,6 +433,34 @@ async fn node_status_loop(
             _ = tokio::time::sleep(STATUS_CHECK_INTERVAL) => {}
         }
     }
+}
+
+/// The namespace's images with their sizes, for `status.images`; an image whose
+/// content cannot be read (a pull in progress) is left out until it can.
+async fn local_images(
+    rt: &runtime::Runtime,
+    sizes: &mut HashMap<String, i64>,
+) -> Result<Vec<node::LocalImageEntry>> {
+    let mut entries = Vec::new();
+    for image in rt.list_images().await? {
+        let Some(target) = image.target else { continue };
+        let size = match sizes.get(&target.digest) {
+            Some(s) => *s,
+            None => match image::image_size(rt, &image.name, &target).await {
+                Ok(s) => {
+                    sizes.insert(target.digest.clone(), s);
+                    s
+                }
+                Err(_) => continue,
+            },
+        };
+        entries.push(node::LocalImageEntry {
+            name: image.name,
+            digest: target.digest,
+            size,
+        });
+    }
+    Ok(entries)
 }
 
 async fn lease_loop(

@@ -1,14 +1,14 @@
 //! The Node object: registration, status (capacity, addresses, NodeReady) and the
 //! heartbeat Lease in kube-node-lease.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo, Taint,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -269,6 +269,53 @@ pub fn node_status(s: &NodeSettings, m: &Machine, runtime: &RuntimeHealth) -> No
     }
 }
 
+/// Most images a node reports in its status (Kubernetes' `nodeStatusMaxImages`).
+pub const MAX_REPORTED_IMAGES: usize = 50;
+
+/// One image in containerd for `status.images`: its name, `repository@digest` and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalImageEntry {
+    /// The image record's name (`registry/repo:tag`).
+    pub name: String,
+    /// The content digest its name points at.
+    pub digest: String,
+    /// Bytes in the content store.
+    pub size: i64,
+}
+
+/// `status.images` as the kubelet reports it: one entry per content digest with every
+/// name pointing at it plus `repository@digest`, largest first, at most
+/// [`MAX_REPORTED_IMAGES`].
+pub fn container_images(entries: &[LocalImageEntry]) -> Vec<ContainerImage> {
+    let mut by_digest: BTreeMap<&str, (i64, BTreeSet<String>)> = BTreeMap::new();
+    for e in entries {
+        let names = &mut by_digest
+            .entry(&e.digest)
+            .or_insert((e.size, BTreeSet::new()))
+            .1;
+        names.insert(e.name.clone());
+        let repository = e
+            .name
+            .rsplit_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .map_or(e.name.as_str(), |(r, _)| r);
+        names.insert(format!("{repository}@{}", e.digest));
+    }
+    let mut images: Vec<(i64, Vec<String>)> = by_digest
+        .into_values()
+        .map(|(size, names)| (size, names.into_iter().collect()))
+        .collect();
+    images.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    images
+        .into_iter()
+        .take(MAX_REPORTED_IMAGES)
+        .map(|(size, names)| ContainerImage {
+            names: Some(names),
+            size_bytes: Some(size),
+        })
+        .collect()
+}
+
 /// Sets heartbeat and transition times on the Ready condition: the heartbeat is now,
 /// the transition is kept from `previous` when the status did not change.
 pub fn with_times(
@@ -364,6 +411,40 @@ pub async fn renew_lease(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_are_reported_once_per_digest_with_every_name_largest_first() {
+        let e = |name: &str, digest: &str, size| LocalImageEntry {
+            name: name.into(),
+            digest: digest.into(),
+            size,
+        };
+        let images = container_images(&[
+            e("127.0.0.1:5000/skiff-test/busybox:1", "sha256:b", 900),
+            e("registry.local/greet:2", "sha256:g", 2_000),
+            e("busybox:latest", "sha256:b", 900),
+        ]);
+        let names: Vec<Vec<String>> = images.iter().map(|i| i.names.clone().unwrap()).collect();
+        assert_eq!(
+            names,
+            vec![
+                vec!["registry.local/greet:2", "registry.local/greet@sha256:g"],
+                vec![
+                    "127.0.0.1:5000/skiff-test/busybox:1",
+                    "127.0.0.1:5000/skiff-test/busybox@sha256:b",
+                    "busybox:latest",
+                    "busybox@sha256:b",
+                ],
+            ]
+        );
+        assert_eq!(images[0].size_bytes, Some(2_000));
+        let many: Vec<LocalImageEntry> = (0..60)
+            .map(|i| e(&format!("img{i}:1"), &format!("sha256:{i}"), i))
+            .collect();
+        let reported = container_images(&many);
+        assert_eq!(reported.len(), MAX_REPORTED_IMAGES);
+        assert_eq!(reported[0].size_bytes, Some(59));
+    }
 
     #[test]
     fn labels_and_taints_parse() {

@@ -16,8 +16,8 @@ use containerd_client::services::v1::{
     CreateImageRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
     DeleteContainerRequest, DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest,
     DeleteTaskRequest, ExecProcessRequest, GetImageRequest, GetRequest as GetTaskRequest, Image,
-    InfoRequest, KillRequest, ListContainersRequest, ReadContentRequest, StartRequest,
-    UpdateImageRequest, WaitRequest, WriteAction, WriteContentRequest,
+    InfoRequest, KillRequest, ListContainersRequest, ListImagesRequest, ReadContentRequest,
+    StartRequest, UpdateImageRequest, WaitRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::types::{Descriptor, Mount};
 use futures::StreamExt;
@@ -410,6 +410,17 @@ impl Runtime {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(call("Images.Get")(s)),
         }
+    }
+
+    /// Every image record of the namespace.
+    pub async fn list_images(&self) -> Result<Vec<Image>> {
+        let r = ImagesClient::new(self.channel.clone())
+            .list(self.req(ListImagesRequest {
+                filters: Vec::new(),
+            }))
+            .await
+            .map_err(call("Images.List"))?;
+        Ok(r.into_inner().images)
     }
 
     /// Creates (or points an existing one at a new target) the image record `name`.

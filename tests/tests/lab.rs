@@ -1,7 +1,7 @@
 //! `skiffctl lab` end to end, as issue 8 asks: a whole lab (3 control planes, 2 workers,
 //! network namespaces on a bridge, the real containerd, CNI plugins and kubectl), a
 //! Deployment spread over both workers behind a Service, scaling, a rolling update, a
-//! worker killed and its pods replaced, the store leader killed while pods keep being
+//! image archive loaded without a registry, a worker killed and its pods replaced, the store leader killed while pods keep being
 //! created, and `lab down` leaving nothing behind.
 
 use std::collections::BTreeSet;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use skiff_tests::cluster::{skiff_binary, tail};
-use skiff_tests::kubelet::ensure_images;
+use skiff_tests::kubelet::{archive_dir, ensure_images};
 use skiff_tests::netns::free_subnet;
 use skiff_tests::skiffctl::{self, skiffctl_binary};
 use skiff_tests::wait::eventually;
@@ -210,6 +210,84 @@ fn is_ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
+/// Removes a file when dropped, also when the test failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `skiffctl image load` of a `docker save` archive under a name no registry serves
+/// (converted from the test busybox with skopeo): both workers list it in
+/// `status.images`, and a pod that may not pull runs it.
+async fn image_load_runs_a_pod_without_a_registry(lab: &TestLab) -> Result<()> {
+    let name = format!("skiff.invalid/loaded-{}/busybox:1", lab.name);
+    let tmp = tempfile::tempdir()?;
+    let file_name = format!("loaded-{}.tar", lab.name);
+    let archive = tmp.path().join(&file_name);
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!(
+            "oci-archive:{}",
+            archive_dir().join("busybox.tar").display()
+        ))
+        .arg(format!("docker-archive:{}:{name}", archive.display()))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The copy lands in the image directory the lab's kubelets share.
+    let _copy = RemoveOnDrop(archive_dir().join(&file_name));
+    let out = Command::new(&lab.skiffctl)
+        .arg("--kubeconfig")
+        .arg(&lab.kubeconfig)
+        .args(["image", "load"])
+        .arg(&archive)
+        .args(["--name", &lab.name, "--dir"])
+        .arg(&lab.dir)
+        .env_remove("KUBECONFIG")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success()
+            && stdout.contains(&format!(
+                "Image: {name:?} (from {file_name}) loaded onto w1, w2"
+            )),
+        "image load: {stdout}
+{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let images = lab.kubectl(&[
+        "get",
+        "node",
+        "w2",
+        "-o",
+        "jsonpath={.status.images[*].names}",
+    ])?;
+    anyhow::ensure!(images.contains(&name), "{images}");
+    lab.kubectl(&[
+        "run",
+        "loaded",
+        "--image",
+        &name,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--",
+        "true",
+    ])?;
+    eventually("the loaded image ran", Duration::from_secs(60), || async {
+        let phase = lab.kubectl(&["get", "pod", "loaded", "-o", "jsonpath={.status.phase}"])?;
+        Ok((phase == "Succeeded").then_some(()))
+    })
+    .await?;
+    lab.kubectl(&["delete", "pod", "loaded"])?;
+    Ok(())
+}
+
 /// A Deployment whose pods answer HTTP on 8080 with their own hostname, so a client
 /// can count which pods a Service reached.
 const WEB: &str = r#"
@@ -354,6 +432,9 @@ async fn a_lab_runs_a_service_survives_losing_a_worker_and_the_leader_then_goes_
     )
     .await?;
     assert_eq!(reached.len(), 4);
+
+    // An archive loaded without a registry runs on the workers.
+    image_load_runs_a_pod_without_a_registry(&lab).await?;
 
     // Scale to 6 and back.
     lab.kubectl(&["scale", "deployment/web", "--replicas=6"])?;

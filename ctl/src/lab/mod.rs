@@ -3,6 +3,7 @@
 //! process (`supervisor`) that `up` leaves behind; `spec` says what a lab is made of.
 
 pub mod host;
+pub mod image;
 pub mod spec;
 pub mod supervisor;
 
