@@ -20,6 +20,8 @@ packages=(
     iperf3            # bench_netd: pod-to-pod and node-to-node TCP throughput
     iputils-ping      # bench_netd: round-trip latency
     tzdata            # /usr/share/zoneinfo: CronJob time zones (spec.timeZone)
+    ca-certificates   # /etc/ssl/certs: the CAs the kubelet trusts for HTTPS registries
+    openssl           # the registry test's self-signed certificate
 )
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -111,7 +111,7 @@ impl Client {
             }
             None => None,
         };
-        let http = reqwest::Client::builder()
+        let http = reqwest_builder()
             .connect_timeout(config.connect_timeout)
             // A watch idles for minutes; keepalive lets us notice a vanished server.
             .tcp_keepalive(Duration::from_secs(30))
@@ -401,6 +401,18 @@ pub(crate) fn error_from_body(code: u16, body: &[u8]) -> Error {
         }
     }
     Error::from_unstructured(code, body)
+}
+
+/// A reqwest client builder that can be built: reqwest's TLS (rustls, for the kubelet's
+/// HTTPS registry pulls) needs a process-wide crypto provider installed first, or
+/// building any client panics. Every reqwest client in skiff starts here.
+pub fn reqwest_builder() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Already installed (by this process's own choice) is fine too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
 }
 
 #[cfg(test)]

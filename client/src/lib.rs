@@ -77,7 +77,7 @@ pub mod watch;
 pub mod watcher;
 
 pub use api::{Api, ApiResource, Deleted};
-pub use client::{Client, Config, RequestBody, HTTP_LOG_TARGET};
+pub use client::{reqwest_builder, Client, Config, RequestBody, HTTP_LOG_TARGET};
 pub use controller::{Action, Controller};
 pub use error::{Error, Result};
 pub use leader_election::{LeaderElectionConfig, LeaderElector};

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use containerd_client::types::Descriptor;
 use futures::StreamExt;
@@ -189,42 +190,130 @@ where
     futures::stream::once(futures::future::ready(Ok(item.into()))).boxed()
 }
 
+/// A request's failure with its causes (reqwest's own message hides them), and what to
+/// do about an untrusted certificate.
+fn transport_error(url: &str, e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if text.contains("certificate") {
+        text.push_str(
+            " (the registry's certificate is not trusted here: add its CA to the machine's trust store, /usr/local/share/ca-certificates then update-ca-certificates, or set insecure = true for its location in --registry-config)",
+        );
+    } else if url.starts_with("https://") {
+        text.push_str(
+            " (if the registry serves plain HTTP, set insecure = true for its location in --registry-config; only loopback registries are plain HTTP without it)",
+        );
+    }
+    text
+}
+
 /// Pulls images from registries over the Registry HTTP API.
 #[derive(Clone, Debug)]
 pub struct Puller {
+    /// HTTPS with the machine's trusted certificates (/etc/ssl/certs), and plain HTTP.
     http: reqwest::Client,
+    /// HTTPS without certificate checks, for registries configured `insecure = true`.
+    http_unverified: reqwest::Client,
     registries: RegistryConfig,
+    /// For insecure registries, the base URL found to answer (HTTPS tried first, then
+    /// plain HTTP, as containers/image does), by host.
+    insecure_bases: Arc<std::sync::Mutex<HashMap<String, String>>>,
+}
+
+/// Whether a request may skip certificate checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verify {
+    Certificates,
+    Skip,
 }
 
 impl Puller {
-    /// A puller with its own HTTP client and the per-registry settings of
+    /// A puller with its own HTTP clients and the per-registry settings of
     /// `--registry-config`.
     pub fn new(registries: RegistryConfig) -> Result<Puller> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .read_timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        Ok(Puller { http, registries })
+        let client = |skip_verify: bool| {
+            skiff_client::reqwest_builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .read_timeout(std::time::Duration::from_secs(60))
+                .tls_danger_accept_invalid_certs(skip_verify)
+                .build()
+                .map_err(|e| Error::Config(format!("HTTP client: {e}")))
+        };
+        Ok(Puller {
+            http: client(false)?,
+            http_unverified: client(true)?,
+            registries,
+            insecure_bases: Arc::default(),
+        })
     }
 
-    async fn get(&self, image: &str, url: &str, accept: &str) -> Result<reqwest::Response> {
+    /// The base URL of an endpoint's registry API and how to check its certificates:
+    /// HTTPS with checks normally; plain HTTP on loopback (as Docker treats loopback);
+    /// for `insecure = true`, HTTPS without checks if the registry speaks TLS, else
+    /// plain HTTP.
+    async fn base_for(&self, endpoint: &Endpoint) -> (String, Verify) {
+        if !endpoint.insecure {
+            return (endpoint.registry_url(), Verify::Certificates);
+        }
+        let known = self
+            .insecure_bases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&endpoint.host)
+            .cloned();
+        let base = match known {
+            Some(base) => base,
+            None => {
+                let https = format!("https://{}", endpoint.host);
+                // Any HTTP answer (401 and 404 included) means TLS works.
+                let speaks_tls = self
+                    .http_unverified
+                    .get(format!("{https}/v2/"))
+                    .timeout(std::time::Duration::from_secs(10))
+                    .send()
+                    .await
+                    .is_ok();
+                let base = if speaks_tls {
+                    https
+                } else {
+                    format!("http://{}", endpoint.host)
+                };
+                tracing::info!(registry = %endpoint.host, %base, "insecure registry: chose how to reach it");
+                self.insecure_bases
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(endpoint.host.clone(), base.clone());
+                base
+            }
+        };
+        (base, Verify::Skip)
+    }
+
+    async fn get(
+        &self,
+        image: &str,
+        url: &str,
+        accept: &str,
+        verify: Verify,
+    ) -> Result<reqwest::Response> {
         let err = |message: String| Error::Image {
             image: image.to_string(),
             message,
         };
-        if url.starts_with("https://") {
-            return Err(err(format!(
-                "{url}: HTTPS registries are not supported by skiff's kubelet yet; a registry that serves plain HTTP needs `insecure = true` for its location in --registry-config (only loopback registries are plain HTTP without it), or import the image from an archive in --image-dir"
-            )));
-        }
-        let resp = self
-            .http
+        let client = match verify {
+            Verify::Certificates => &self.http,
+            Verify::Skip => &self.http_unverified,
+        };
+        let resp = client
             .get(url)
             .header("Accept", accept)
             .send()
             .await
-            .map_err(|e| err(format!("GET {url}: {e}")))?;
+            .map_err(|e| err(format!("GET {url}: {}", transport_error(url, &e))))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(err(format!("GET {url}: not found")));
@@ -278,13 +367,14 @@ impl Puller {
         endpoint: &Endpoint,
     ) -> Result<String> {
         let name = reference.name();
-        let base = format!("{}/v2/{}", endpoint.registry_url(), endpoint.path);
+        let (root, verify) = self.base_for(endpoint).await;
+        let base = format!("{root}/v2/{}", endpoint.path);
         let lease = format!("skiff-pull-{}", rand::random::<u64>());
         rt.create_lease(&lease).await?;
         let result = async {
             let accept = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST].join(", ");
             let url = format!("{base}/manifests/{}", reference.manifest_reference());
-            let resp = self.get(&name, &url, &accept).await?;
+            let resp = self.get(&name, &url, &accept, verify).await?;
             let header = resp
                 .headers()
                 .get("content-type")
@@ -318,7 +408,7 @@ impl Puller {
                 })?;
                 let url = format!("{base}/manifests/{}", chosen.digest);
                 let mbytes = self
-                    .get(&name, &url, &accept)
+                    .get(&name, &url, &accept, verify)
                     .await?
                     .bytes()
                     .await
@@ -341,7 +431,7 @@ impl Puller {
                 let url = format!("{base}/blobs/{}", d.digest);
                 let name = name.clone();
                 async move {
-                    let resp = self.get(&name, &url, "*/*").await?;
+                    let resp = self.get(&name, &url, "*/*", verify).await?;
                     let stream = resp.bytes_stream().map(move |c| {
                         c.map(|b| b.to_vec()).map_err(|e| Error::Image {
                             image: name.clone(),

@@ -271,7 +271,7 @@ impl Action {
                     format!("{host}:{port}")
                 };
                 let url = format!("http://{authority}{path}");
-                let client = reqwest::Client::builder()
+                let client = skiff_client::reqwest_builder()
                     .timeout(timeout)
                     .build()
                     .map_err(|e| e.to_string())?;

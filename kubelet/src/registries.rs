@@ -6,7 +6,7 @@
 //! [[registry]]
 //! prefix = "example.com/foo"          # optional; defaults to location
 //! location = "10.77.0.1:5000/bar"     # optional; defaults to prefix
-//! insecure = true                     # plain HTTP allowed
+//! insecure = true                     # TLS without certificate checks, or plain HTTP
 //! blocked = false                     # true: pulls of matching images are refused
 //! mirror-by-digest-only = false       # true: mirrors only for references by digest
 //!
@@ -80,15 +80,18 @@ pub struct Endpoint {
     pub host: String,
     /// Repository path inside it.
     pub path: String,
-    /// Plain HTTP allowed.
+    /// HTTPS without certificate checks, or plain HTTP, allowed (containers/image's
+    /// `insecure`): the kubelet tries HTTPS first.
     pub insecure: bool,
     /// Whether this is a mirror (for messages).
     pub mirror: bool,
 }
 
 impl Endpoint {
-    /// The base URL of the registry's HTTP API: plain HTTP when allowed or on loopback
-    /// (as Docker treats loopback), Docker Hub's API on registry-1.docker.io.
+    /// The base URL of the registry's HTTP API without trying TLS: plain HTTP when
+    /// allowed or on loopback (as Docker treats loopback), Docker Hub's API on
+    /// registry-1.docker.io, else HTTPS. (For insecure endpoints the puller tries HTTPS
+    /// first.)
     pub fn registry_url(&self) -> String {
         if self.insecure || is_loopback_host(&self.host) {
             format!("http://{}", self.host)

@@ -51,7 +51,7 @@ impl ControllerManager {
         };
         let url = format!("http://127.0.0.1:{port}/healthz");
         eventually("controller-manager /healthz", TIMEOUT, || async {
-            Ok(reqwest::get(&url)
+            Ok(crate::http::get(&url)
                 .await
                 .ok()
                 .filter(|r| r.status().is_success())
@@ -65,7 +65,7 @@ impl ControllerManager {
     /// Its /metrics text.
     pub async fn metrics(&self) -> Result<String> {
         Ok(
-            reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+            crate::http::get(format!("http://127.0.0.1:{}/metrics", self.port))
                 .await?
                 .text()
                 .await?,

@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod controller_manager;
 pub mod history;
+pub mod http;
 pub mod kubelet;
 pub mod linearizability;
 pub mod netns;

@@ -80,7 +80,7 @@ impl SchedulerProcess {
     /// GETs a path of its health server.
     pub async fn get(&self, path: &str) -> Result<String> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let r = reqwest::get(&url).await?;
+        let r = crate::http::get(&url).await?;
         if !r.status().is_success() {
             bail!("GET {url}: {}", r.status());
         }

@@ -64,7 +64,7 @@ async fn admission_and_lifecycle_follow_kubernetes() {
     let cp = ControlPlane::start(1).await.unwrap();
     let http = Http {
         base: cp.url(0),
-        client: reqwest::Client::new(),
+        client: skiff_tests::http::client(),
     };
     quota_and_limits(&http).await.unwrap();
     services(&http).await.unwrap();

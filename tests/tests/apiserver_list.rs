@@ -61,7 +61,7 @@ async fn big_lists_are_streamed_and_pages_stay_on_one_revision() {
 }
 
 async fn body(cp: &ControlPlane) -> Result<()> {
-    let client = reqwest::Client::new();
+    let client = skiff_tests::http::client();
     let url = format!("{}{CMS}", cp.url(0));
     let data = "x".repeat(DATA_BYTES);
     let created = futures::stream::iter(0..OBJECTS)

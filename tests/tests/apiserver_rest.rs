@@ -18,7 +18,7 @@ impl Http {
     fn new(base: String) -> Http {
         Http {
             base,
-            client: reqwest::Client::new(),
+            client: skiff_tests::http::client(),
         }
     }
 
@@ -206,7 +206,7 @@ async fn errors_body(cp: &ControlPlane) -> Result<()> {
     let (code, v) = http.get(&format!("{CMS}?limit=2&continue={token}")).await?;
     assert_eq!(code, 410, "{v}");
     assert_status(&v, 410, "Expired");
-    let resp = reqwest::get(format!(
+    let resp = skiff_tests::http::get(format!(
         "{}{CMS}?watch=true&resourceVersion={rv}",
         cp.url(0)
     ))
@@ -272,7 +272,7 @@ async fn two_apiservers_body(cp: &ControlPlane) -> Result<()> {
         .as_str()
         .context("rv")?
         .to_string();
-    let resp = reqwest::get(format!(
+    let resp = skiff_tests::http::get(format!(
         "{}{CMS}?watch=true&resourceVersion={rv}&labelSelector=app%3Dweb",
         cp.url(0)
     ))

@@ -162,7 +162,7 @@ async fn node_registers_ready_with_a_lease() -> Result<()> {
     .await?;
 
     // /healthz and /metrics answer.
-    let body = reqwest::get(format!("http://127.0.0.1:{}/metrics", s.node.healthz_port))
+    let body = skiff_tests::http::get(format!("http://127.0.0.1:{}/metrics", s.node.healthz_port))
         .await?
         .text()
         .await?;
@@ -303,7 +303,7 @@ async fn running_pod_gets_an_ip_and_delete_leaves_nothing() -> Result<()> {
     ensure!(ready, "pod not Ready");
     // The pod answers on its IP through the bridge (the host is the bridge's gateway).
     let body = eventually("httpd answers on the pod IP", TIMEOUT, || async {
-        let r = reqwest::Client::new()
+        let r = skiff_tests::http::client()
             .get(format!("http://{ip}:8080/index.html"))
             .timeout(Duration::from_secs(5))
             .send()

@@ -1,6 +1,7 @@
 //! `--registry-config` (containers-registries.conf(5) version 2): a plain-HTTP registry
-//! on a non-loopback address (on a bridge the test makes) is refused with a
-//! clear message without the file and used with `insecure = true`; mirrors are tried
+//! and an HTTPS one with a self-signed certificate, on a non-loopback address (on a
+//! bridge the test makes), are refused with a clear message without the file and used
+//! with `insecure = true` (HTTPS without certificate checks, else plain HTTP); mirrors are tried
 //! in order before the registry itself; a bad file stops the kubelet at startup naming
 //! the file, line and key. Real `docker-registry` processes, pushed with `skopeo`.
 
@@ -72,14 +73,48 @@ struct TestRegistry {
 
 impl TestRegistry {
     fn start(ip: &str) -> Result<TestRegistry> {
+        Self::start_with(ip, false)
+    }
+
+    /// A registry serving HTTPS with a self-signed certificate for `ip`.
+    fn start_tls(ip: &str) -> Result<TestRegistry> {
+        Self::start_with(ip, true)
+    }
+
+    fn start_with(ip: &str, tls: bool) -> Result<TestRegistry> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-registry-")
             .tempdir()?;
         let addr = format!("{ip}:{}", free_port()?);
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
             dir.path().join("data").display()
         );
+        if tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let out = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args(["-subj", "/CN=skiff-test-registry"])
+                .args(["-addext", &format!("subjectAltName=IP:{ip}")])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .context("running openssl")?;
+            ensure!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         std::fs::write(dir.path().join("registry.yml"), config)?;
         let log = std::fs::File::create(dir.path().join("registry.log"))?;
         let child = dying_with_parent(Path::new("/usr/bin/docker-registry"))
@@ -187,6 +222,8 @@ async fn insecure_registries_and_mirrors() -> Result<()> {
     let mirror = TestRegistry::start(&address.ip)?;
     let dead_mirror = format!("{}:{}", address.ip, free_port()?);
     let image = format!("{}/skiff-test/busybox:1", origin.addr);
+    let tls = TestRegistry::start_tls(&address.ip)?;
+    let tls_image = format!("{}/skiff-test/busybox:1", tls.addr);
 
     let cp = ControlPlane::start(1).await?;
     let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
@@ -227,6 +264,31 @@ async fn insecure_registries_and_mirrors() -> Result<()> {
             "the registry was asked over plain HTTP"
         );
         pods.delete("plain", &Default::default()).await?;
+
+        // An HTTPS registry whose certificate this machine does not trust: refused,
+        // saying why and what to do.
+        pods.create(
+            &PostParams::default(),
+            &echo_pod("untrusted", &node.name, &tls_image),
+        )
+        .await?;
+        eventually("ErrImagePull naming the certificate", TIMEOUT, || async {
+            let p = pods.get("untrusted").await?;
+            let waiting = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state?.waiting)
+                .context("no waiting state yet")?;
+            let message = waiting.message.clone().unwrap_or_default();
+            if message.contains("certificate") && message.contains("insecure = true") {
+                return Ok(Some(()));
+            }
+            bail!("{waiting:?}")
+        })
+        .await?;
+        ensure!(tls.manifest_gets() == 0, "an untrusted registry was asked");
+        pods.delete("untrusted", &Default::default()).await?;
     }
 
     // (b) and (c): with the file.
@@ -252,9 +314,15 @@ insecure = true
 [[registry.mirror]]
 location = "{mirror}/skiff-test"
 insecure = true
+
+# HTTPS with a self-signed certificate: no certificate checks
+[[registry]]
+location = "{tls}"
+insecure = true
 "#,
             origin = origin.addr,
             mirror = mirror.addr,
+            tls = tls.addr,
         ),
     )?;
     let config_arg = format!("--registry-config={}", config.path().display());
@@ -300,6 +368,19 @@ insecure = true
         .and_then(|c| c.into_iter().next())
         .context("container status")?;
     ensure!(status.image == image, "image {:?}", status.image);
+
+    // The HTTPS registry, allowed by `insecure = true`, is pulled from over TLS.
+    pods.create(
+        &PostParams::default(),
+        &echo_pod("tls", &node.name, &tls_image),
+    )
+    .await?;
+    wait_succeeded(&pods, "tls").await?;
+    ensure!(
+        tls.manifest_gets() > 0,
+        "the HTTPS registry's access log shows no pull: {}",
+        tls.log_tail()
+    );
     Ok(())
 }
 

@@ -225,7 +225,7 @@ fn port_forward(ctl: &Skiffctl, args: &[&str], remote: u16) -> Result<Forward> {
 
 async fn fetch(port: u16) -> Result<String> {
     eventually("a page through the forward", TIMEOUT, || async {
-        let r = reqwest::Client::new()
+        let r = skiff_tests::http::client()
             .get(format!("http://127.0.0.1:{port}/index.html"))
             .timeout(Duration::from_secs(10))
             .send()

@@ -125,7 +125,7 @@ async fn run(args: Args) -> Result<()> {
     );
     emit(json!({"measure": "rss", "when": "idle-empty", "rss_kib": rss, "hwm_kib": hwm}));
 
-    let client = reqwest::Client::builder()
+    let client = skiff_client::reqwest_builder()
         .timeout(REQUEST_TIMEOUT)
         .build()?;
     let pods_url = format!("{base}/api/v1/namespaces/{NAMESPACE}/pods");
@@ -711,7 +711,7 @@ async fn bench_watch(
     let epoch = Instant::now();
     let updates = args.updates;
     // Watches stream without end: a client without the request timeout.
-    let watch_client = reqwest::Client::builder().build()?;
+    let watch_client = skiff_client::reqwest_builder().build()?;
     let ready = Arc::new(AtomicUsize::new(0));
     let complete = Arc::new(AtomicUsize::new(0));
     let (stop, stopped) = tokio::sync::watch::channel(false);

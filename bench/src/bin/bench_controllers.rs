@@ -131,7 +131,10 @@ async fn measure(cp: &ControlPlane, pid: u32, port: u16, args: &Args, log: &Path
     let health = format!("http://127.0.0.1:{port}/healthz");
     let t = Instant::now();
     loop {
-        if reqwest::get(&health)
+        if skiff_client::reqwest_builder()
+            .build()?
+            .get(&health)
+            .send()
             .await
             .is_ok_and(|r| r.status().is_success())
         {
