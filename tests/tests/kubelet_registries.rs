@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use skiff_client::{Api, Client, PostParams};
+use skiff_client::{Api, Client, ListParams, PostParams};
 use skiff_tests::cluster::{dying_with_parent, skiff_binary, tail};
 use skiff_tests::control_plane::{free_port, ControlPlane};
 use skiff_tests::kubelet::{archive_dir, ensure_images, KubeletNode};
@@ -214,6 +214,45 @@ async fn wait_succeeded(pods: &Api<Pod>, name: &str) -> Result<()> {
     .await
 }
 
+/// Waits until pod `name` is refused its image with a message holding every one of
+/// `words`: in its ErrImagePull state, or in the kubelet's Failed Event (the state
+/// turns to ImagePullBackOff, whose message only says "Back-off", within moments).
+async fn pull_refused(client: &Client, name: &str, words: &[&str]) -> Result<()> {
+    use k8s_openapi::api::core::v1::Event;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(
+        &format!("{name}: ErrImagePull naming {words:?}"),
+        TIMEOUT,
+        || async {
+            let p = pods.get(name).await?;
+            let waiting = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state?.waiting)
+                .context("no waiting state yet")?;
+            let mut messages = Vec::new();
+            if waiting.reason.as_deref() == Some("ErrImagePull") {
+                messages.extend(waiting.message.clone());
+            }
+            let selector = format!("involvedObject.name={name},reason=Failed");
+            for e in events
+                .list(&ListParams::default().fields(&selector))
+                .await?
+                .items
+            {
+                messages.extend(e.message);
+            }
+            if messages.iter().any(|m| words.iter().all(|w| m.contains(w))) {
+                return Ok(Some(()));
+            }
+            bail!("{waiting:?}; events: {messages:?}")
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_registries_and_mirrors() -> Result<()> {
     tokio::task::spawn_blocking(ensure_images).await??;
@@ -238,26 +277,11 @@ async fn insecure_registries_and_mirrors() -> Result<()> {
             &echo_pod("plain", &node.name, &image),
         )
         .await?;
-        eventually("ErrImagePull naming insecure = true", TIMEOUT, || async {
-            let p = pods.get("plain").await?;
-            let waiting = p
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|c| c.into_iter().next())
-                .and_then(|c| c.state?.waiting)
-                .context("no waiting state yet")?;
-            let message = waiting.message.clone().unwrap_or_default();
-            if matches!(
-                waiting.reason.as_deref(),
-                Some("ErrImagePull" | "ImagePullBackOff")
-            ) && message.contains(&image)
-                && message.contains("insecure = true")
-                && message.contains("--registry-config")
-            {
-                return Ok(Some(()));
-            }
-            bail!("{waiting:?}")
-        })
+        pull_refused(
+            &client,
+            "plain",
+            &[&image, "insecure = true", "--registry-config"],
+        )
         .await?;
         ensure!(
             origin.manifest_gets() == 0,
@@ -272,20 +296,11 @@ async fn insecure_registries_and_mirrors() -> Result<()> {
             &echo_pod("untrusted", &node.name, &tls_image),
         )
         .await?;
-        eventually("ErrImagePull naming the certificate", TIMEOUT, || async {
-            let p = pods.get("untrusted").await?;
-            let waiting = p
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|c| c.into_iter().next())
-                .and_then(|c| c.state?.waiting)
-                .context("no waiting state yet")?;
-            let message = waiting.message.clone().unwrap_or_default();
-            if message.contains("certificate") && message.contains("insecure = true") {
-                return Ok(Some(()));
-            }
-            bail!("{waiting:?}")
-        })
+        pull_refused(
+            &client,
+            "untrusted",
+            &[&tls_image, "certificate", "insecure = true"],
+        )
         .await?;
         ensure!(tls.manifest_gets() == 0, "an untrusted registry was asked");
         pods.delete("untrusted", &Default::default()).await?;
