@@ -706,6 +706,92 @@ async fn deployment_rolls_out_keeping_three_ready_pods_and_rolls_back_with_simul
     Ok(())
 }
 
+/// Pods of this Deployment never become Ready: no kubelet, simulated or real, runs.
+const STUCK_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+spec:
+  replicas: 2
+  progressDeadlineSeconds: 3
+  selector:
+    matchLabels: {app: stuck}
+  template:
+    metadata:
+      labels: {app: stuck}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_without_ready_pods_exceeds_its_progress_deadline_and_pause_holds_a_rollout_until_resume(
+) -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let (cp, _cm, client) = setup().await?;
+    cp.kubectl_ok_stdin(&["apply", "-f", "-"], STUCK_DEPLOYMENT)?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let progressing = |want_reason: &'static str| {
+        let deployments = deployments.clone();
+        move || {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get("stuck").await?;
+                let seen =
+                    d.status.as_ref().and_then(|s| s.observed_generation) == d.metadata.generation;
+                let c = d
+                    .status
+                    .and_then(|s| s.conditions)
+                    .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Progressing"));
+                Ok(c.filter(|c| seen && c.reason.as_deref() == Some(want_reason)))
+            }
+        }
+    };
+    let c = eventually(
+        "ProgressDeadlineExceeded",
+        TIMEOUT,
+        progressing("ProgressDeadlineExceeded"),
+    )
+    .await?;
+    ensure!(c.status == "False", "{c:?}");
+    let out = cp.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=30s"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("exceeded its progress deadline"),
+        "{err}"
+    );
+
+    // Paused, a new template makes no new ReplicaSet; resumed, it does.
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    cp.kubectl_ok(&["rollout", "pause", "deployment/stuck"])?;
+    cp.kubectl_ok(&["set", "image", "deployment/stuck", "web=busybox:1.37"])?;
+    eventually(
+        "the paused deployment observed",
+        TIMEOUT,
+        progressing("DeploymentPaused"),
+    )
+    .await?;
+    let count = sets
+        .list(&ListParams::default().labels("app=stuck"))
+        .await?
+        .items
+        .len();
+    ensure!(count == 1, "{count} ReplicaSets while paused");
+    cp.kubectl_ok(&["rollout", "resume", "deployment/stuck"])?;
+    eventually("a second ReplicaSet after resume", TIMEOUT, || async {
+        let n = sets
+            .list(&ListParams::default().labels("app=stuck"))
+            .await?
+            .items
+            .len();
+        Ok((n == 2).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
 fn node(name: &str) -> Node {
     Node {
         metadata: ObjectMeta {
