@@ -66,6 +66,8 @@ pub enum Subresource {
     PortForward,
     /// `namespaces/finalize`: the namespace's finalizers.
     Finalize,
+    /// `serviceaccounts/token`: a TokenRequest for a signed token of the account.
+    Token,
 }
 
 impl Subresource {
@@ -81,6 +83,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Finalize => "finalize",
+            Subresource::Token => "token",
         }
     }
 
@@ -103,6 +106,7 @@ const ALL_SUBRESOURCES: &[Subresource] = &[
     Subresource::Attach,
     Subresource::PortForward,
     Subresource::Finalize,
+    Subresource::Token,
 ];
 
 fn roundtrip<T: DeserializeOwned + Serialize>(body: &Value) -> Result<Value, serde_json::Error> {
@@ -206,7 +210,7 @@ pub static RESOURCES: &[ResourceType] = &[
         "serviceaccount",
         ["sa"],
         [],
-        []
+        [Token]
     ),
     resource!(
         core::ResourceQuota,

@@ -95,6 +95,12 @@ fn subresource_json(rt: &ResourceType, sub: Subresource) -> Value {
         Subresource::Attach => ("PodAttachOptions", None, None, &["create", "get"]),
         Subresource::PortForward => ("PodPortForwardOptions", None, None, &["create", "get"]),
         Subresource::Finalize => ("Namespace", None, None, &["update"]),
+        Subresource::Token => (
+            "TokenRequest",
+            Some("authentication.k8s.io"),
+            Some("v1"),
+            &["create"],
+        ),
     };
     let mut v = json!({
         "name": format!("{}/{}", rt.plural, sub.name()),

@@ -12,6 +12,7 @@ pub mod protobuf;
 pub mod proxy;
 pub mod request;
 pub mod storage;
+pub mod tokens;
 pub mod watch;
 
 use std::future::Future;
@@ -49,6 +50,14 @@ pub struct Config {
     /// `--default-not-ready-toleration-seconds` and
     /// `--default-unreachable-toleration-seconds` (300 each in Kubernetes).
     pub default_toleration_seconds: admission::DefaultTolerationSeconds,
+    /// `--service-account-signing-key-file`: the key tokens are signed with (else one
+    /// kept in the store).
+    pub service_account_signing_key_file: Option<std::path::PathBuf>,
+    /// `--service-account-issuer`: the `iss` of the tokens.
+    pub service_account_issuer: String,
+    /// `--api-audiences`: the audiences of tokens whose request names none (the issuer
+    /// when empty, as Kubernetes defaults it).
+    pub api_audiences: Vec<String>,
 }
 
 /// The shared state of all requests.
@@ -65,6 +74,8 @@ pub struct Server {
     pub advertise: String,
     /// Decodes protobuf request bodies (kubectl's typed clients send them).
     pub protobuf: Arc<protobuf::Decoder>,
+    /// Signs service account tokens.
+    pub tokens: tokens::TokenIssuer,
 }
 
 /// The namespaces Kubernetes creates at start.
@@ -80,7 +91,18 @@ pub async fn run(
         openapi::OpenApi::build()
             .map_err(|e| Error::Config(format!("building the OpenAPI documents failed: {e}")))?,
     );
+    let key = tokens::load_key(
+        config.service_account_signing_key_file.as_deref(),
+        &storage.client(),
+    )
+    .await?;
+    let audiences = if config.api_audiences.is_empty() {
+        vec![config.service_account_issuer.clone()]
+    } else {
+        config.api_audiences.clone()
+    };
     let server = Arc::new(Server {
+        tokens: tokens::TokenIssuer::new(key, config.service_account_issuer.clone(), audiences),
         storage,
         service_range: config.service_cluster_ip_range,
         default_toleration_seconds: config.default_toleration_seconds,
@@ -231,6 +253,10 @@ async fn route(server: &Arc<Server>, req: Request) -> Routed {
             }
         }
         ["healthz"] | ["livez"] => return Ok(("get", String::new(), text("ok"))),
+        [".well-known", "openid-configuration"] => {
+            return fixed(server.tokens.openid_configuration())
+        }
+        ["openid", "v1", "jwks"] => return fixed(server.tokens.jwks()),
         ["readyz"] => {
             return match server.storage.ping().await {
                 Ok(()) => Ok(("get", String::new(), text("ok"))),
@@ -638,6 +664,10 @@ async fn resource_request(
         (Some(Subresource::Eviction), "POST", true) => {
             Ok(json_response(201, &server.evict(&t, q, body).await?))
         }
+        (Some(Subresource::Token), "POST", true) => Ok(json_response(
+            201,
+            &server.create_token(&t, parse(body)?).await?,
+        )),
         (sub, m, _) => Err(Error::method_not_allowed(
             m,
             &match sub {

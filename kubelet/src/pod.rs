@@ -15,11 +15,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus, Secret,
-    Service,
+    Service, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Preconditions, Time};
 use serde_json::Value;
-use skiff_client::{Api, DeleteParams, Patch, PatchParams, Store};
+use skiff_client::{Api, DeleteParams, Patch, PatchParams, PostParams, Store};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -187,6 +187,8 @@ struct Worker {
     volume_refresh: Option<Instant>,
     /// The labels and annotations the downward API files were written from.
     volume_meta: Option<Value>,
+    /// Service account tokens of projected volumes, fetched from the TokenRequest API.
+    tokens: BTreeMap<volume::TokenKey, volume::HeldToken>,
 }
 
 /// Starts the worker of pod `uid`.
@@ -218,6 +220,7 @@ pub fn spawn(shared: Arc<Shared>, uid: String, namespace: String, name: String) 
         volume_retry: None,
         volume_refresh: None,
         volume_meta: None,
+        tokens: BTreeMap::new(),
     };
     let task = tokio::spawn(worker.run(rx, probe_rx));
     Handle { notify, task }
@@ -319,6 +322,7 @@ impl Worker {
             volume_retry: None,
             volume_refresh: None,
             volume_meta: None,
+            tokens: BTreeMap::new(),
         }
     }
 
@@ -828,7 +832,7 @@ impl Worker {
 
     /// Makes the pod's volumes (`first`) or rewrites its API volumes whose content
     /// changed. A refresh leaves a volume whose object is gone as it was.
-    async fn write_volumes(&self, pod: &Pod, first: bool) -> Result<()> {
+    async fn write_volumes(&mut self, pod: &Pod, first: bool) -> Result<()> {
         let volumes = pod
             .spec
             .as_ref()
@@ -840,6 +844,19 @@ impl Worker {
         let dir = self.dir();
         let (cm_names, secret_names) = volume::references(pod);
         let mut objects = volume::Objects::default();
+        if let Err(e) = self.fetch_tokens(pod).await {
+            // A refresh keeps the token it holds until that one expires; the next
+            // refresh asks again.
+            if first || self.tokens.is_empty() {
+                return Err(e);
+            }
+            tracing::warn!(pod = %self.name, namespace = %self.namespace, error = %e, "service account token refresh failed");
+        }
+        objects.tokens = self
+            .tokens
+            .iter()
+            .map(|(k, t)| (k.clone(), t.token.clone()))
+            .collect();
         let cms: Api<ConfigMap> = Api::namespaced(self.shared.pods.clone(), &self.namespace);
         for name in cm_names {
             if let Some(cm) = cms.get_opt(&name).await? {
@@ -907,6 +924,65 @@ impl Worker {
                 }
                 _ => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Fetches the service account tokens the pod's projected volumes need and do not
+    /// hold yet, or hold past their refresh time, from the TokenRequest API, bound to
+    /// the pod (so that they stop being valid with it).
+    async fn fetch_tokens(&mut self, pod: &Pod) -> Result<()> {
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        for key in volume::token_requests(pod) {
+            let now = jiff::Timestamp::now().as_second();
+            if self.tokens.get(&key).is_some_and(|t| !t.needs_refresh(now)) {
+                continue;
+            }
+            let (audience, seconds) = &key;
+            let mut spec = serde_json::json!({
+                "expirationSeconds": seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid},
+            });
+            if !audience.is_empty() {
+                spec["audiences"] = serde_json::json!([audience]);
+            }
+            let request = serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec,
+            });
+            let api: Api<ServiceAccount> =
+                Api::namespaced(self.shared.pods.clone(), &self.namespace);
+            let answer: Value = api
+                .create_subresource(&account, "token", &PostParams::default(), &request)
+                .await
+                .map_err(|e| {
+                    Error::ContainerConfig(format!(
+                        "fetching a token of service account {account:?} (audience {audience:?}): {e}"
+                    ))
+                })?;
+            let token = answer["status"]["token"].as_str().unwrap_or_default();
+            let expires = answer["status"]["expirationTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_second());
+            let (false, Some(expires)) = (token.is_empty(), expires) else {
+                return Err(Error::ContainerConfig(format!(
+                    "the TokenRequest of service account {account:?} was answered without a token or expiry"
+                )));
+            };
+            tracing::info!(pod = %self.name, namespace = %self.namespace, account = %account, audience = %audience, "fetched a service account token");
+            self.tokens.insert(
+                key.clone(),
+                volume::HeldToken {
+                    token: token.to_string(),
+                    issued: now,
+                    expires,
+                },
+            );
         }
         Ok(())
     }

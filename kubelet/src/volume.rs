@@ -104,12 +104,6 @@ pub fn kind_of(v: &Volume) -> std::result::Result<Kind, String> {
     }
     if let Some(p) = &v.projected {
         for s in p.sources.iter().flatten() {
-            if s.service_account_token.is_some() {
-                return Err(format!(
-                    "volume {:?}: projected serviceAccountToken needs the TokenRequest API (serviceaccounts/token), which skiff's apiserver does not serve yet",
-                    v.name
-                ));
-            }
             if s.cluster_trust_bundle.is_some() {
                 return Err(format!(
                     "volume {:?}: projected clusterTrustBundle is not supported",
@@ -333,6 +327,57 @@ pub struct Objects {
     pub config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// Secrets by name, decoded.
     pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Service account tokens by what they were asked for.
+    pub tokens: BTreeMap<TokenKey, String>,
+}
+
+/// Which service account token a projected source asks for: its audience ("" for the
+/// apiserver's own) and lifetime in seconds.
+pub type TokenKey = (String, i64);
+
+/// The lifetime of a projected token that names none (Kubernetes' default).
+pub const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
+/// The service account tokens a pod's projected volumes need.
+pub fn token_requests(pod: &Pod) -> BTreeSet<TokenKey> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref())
+        .map(|t| {
+            (
+                t.audience.clone().unwrap_or_default(),
+                t.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+            )
+        })
+        .collect()
+}
+
+/// A token the kubelet holds for a pod, with when it was issued and expires (Unix
+/// seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldToken {
+    /// The JWT.
+    pub token: String,
+    /// When it was fetched.
+    pub issued: i64,
+    /// `status.expirationTimestamp`.
+    pub expires: i64,
+}
+
+impl HeldToken {
+    /// Whether to fetch a new one, as the kubelet's token manager decides: past 80% of
+    /// its lifetime, older than 24 hours, or expired.
+    pub fn needs_refresh(&self, now: i64) -> bool {
+        let lifetime = self.expires - self.issued;
+        now >= self.expires
+            || now - self.issued > 24 * 3600
+            || now >= self.issued + lifetime * 8 / 10
+    }
 }
 
 /// The ConfigMaps and Secrets a pod's volumes read.
@@ -579,6 +624,22 @@ pub fn payload(
                 )?
             } else if let Some(d) = &s.downward_api {
                 downward_files(pod, d.items.as_deref().unwrap_or_default(), mode, sources)?
+            } else if let Some(t) = &s.service_account_token {
+                check_relative(&t.path).map_err(|e| format!("token path {e}"))?;
+                let key = (
+                    t.audience.clone().unwrap_or_default(),
+                    t.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+                );
+                let token = objects.tokens.get(&key).ok_or_else(|| {
+                    format!("no service account token for audience {:?} yet", key.0)
+                })?;
+                Payload::from([(
+                    t.path.clone(),
+                    File {
+                        data: token.clone().into_bytes(),
+                        mode: mode_of(None, mode),
+                    },
+                )])
             } else {
                 return Err(format!(
                     "volume {:?}: a projected source this kubelet does not support",
@@ -874,10 +935,17 @@ mod tests {
             "{pvc}"
         );
         assert!(pvc.contains("\"data\""));
-        let token = kind_of(&vol(json!({"name": "t", "projected": {"sources": [
-            {"serviceAccountToken": {"path": "token"}}]}})))
+        assert_eq!(
+            kind_of(&vol(json!({"name": "t", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token"}}]}}))),
+            Ok(Kind::Api {
+                plugin: "projected"
+            })
+        );
+        let bundle = kind_of(&vol(json!({"name": "b", "projected": {"sources": [
+            {"clusterTrustBundle": {"path": "ca", "name": "x"}}]}})))
         .unwrap_err();
-        assert!(token.contains("TokenRequest"), "{token}");
+        assert!(bundle.contains("clusterTrustBundle"), "{bundle}");
         assert!(kind_of(&vol(
             json!({"name": "e", "emptyDir": {"medium": "HugePages"}})
         ))
@@ -1079,5 +1147,56 @@ mod tests {
     fn mountinfo_escapes_are_undone() {
         assert_eq!(unescape_mount("/a\\040b"), "/a b");
         assert_eq!(unescape_mount("/plain"), "/plain");
+    }
+
+    #[test]
+    fn projected_tokens_are_asked_for_written_and_refreshed_as_kubernetes_does() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [
+                {"name": "api", "projected": {"defaultMode": 0o600, "sources": [
+                    {"serviceAccountToken": {"path": "token"}},
+                    {"serviceAccountToken": {"path": "vault/token", "audience": "vault", "expirationSeconds": 600}},
+                    {"configMap": {"name": "ca"}}]}}]}
+        }))
+        .unwrap();
+        let wanted = token_requests(&pod);
+        assert_eq!(
+            wanted,
+            BTreeSet::from([("".to_string(), 3600), ("vault".to_string(), 600)])
+        );
+        let v = &pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
+        let mut objects = Objects::default();
+        objects.config_maps.insert(
+            "ca".into(),
+            BTreeMap::from([("ca.crt".into(), b"pem".to_vec())]),
+        );
+        let sources = EnvSources::default();
+        let missing = payload(&pod, v, &objects, &sources).unwrap_err();
+        assert!(missing.contains("no service account token"), "{missing}");
+        objects.tokens.insert(("".into(), 3600), "jwt-a".into());
+        objects.tokens.insert(("vault".into(), 600), "jwt-b".into());
+        let files = payload(&pod, v, &objects, &sources).unwrap();
+        assert_eq!(files["token"].data, b"jwt-a");
+        assert_eq!(files["vault/token"].data, b"jwt-b");
+        assert_eq!(files["token"].mode, 0o600);
+        assert_eq!(files["ca.crt"].data, b"pem");
+
+        let held = HeldToken {
+            token: "t".into(),
+            issued: 1_000,
+            expires: 1_000 + 3600,
+        };
+        assert!(!held.needs_refresh(1_000));
+        assert!(!held.needs_refresh(1_000 + 2879));
+        assert!(held.needs_refresh(1_000 + 2880), "80% of the lifetime");
+        assert!(held.needs_refresh(1_000 + 3600));
+        let long = HeldToken {
+            token: "t".into(),
+            issued: 0,
+            expires: 365 * 86_400,
+        };
+        assert!(!long.needs_refresh(86_400));
+        assert!(long.needs_refresh(86_401), "at most a day old");
     }
 }

@@ -452,6 +452,17 @@ struct ApiserverFlags {
     /// that has none.
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// PEM private key (PKCS#8 P-256 or RSA, or PKCS#1 RSA) that signs service account
+    /// tokens; without it the apiservers share one they keep in the store.
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// The `iss` claim of service account tokens.
+    #[arg(long, default_value = skiff_apiserver::tokens::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences of tokens whose request names none, comma-separated (default: the
+    /// issuer).
+    #[arg(long, default_value = "")]
+    api_audiences: String,
 }
 
 impl ApiserverFlags {
@@ -496,6 +507,15 @@ impl ApiserverFlags {
                 not_ready: self.default_not_ready_toleration_seconds,
                 unreachable: self.default_unreachable_toleration_seconds,
             },
+            service_account_signing_key_file: self.service_account_signing_key_file,
+            service_account_issuer: self.service_account_issuer,
+            api_audiences: self
+                .api_audiences
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod control_plane;
 pub mod controller_manager;
 pub mod history;
 pub mod http;
+pub mod jwt;
 pub mod kubelet;
 pub mod linearizability;
 pub mod netns;

@@ -11,6 +11,7 @@ mod apiserver_kubectl;
 mod apiserver_kubectl_imperative;
 mod apiserver_list;
 mod apiserver_rest;
+mod apiserver_tokens;
 mod checker_etcd;
 mod client_apiserver;
 mod controllers;

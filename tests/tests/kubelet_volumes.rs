@@ -2,8 +2,10 @@
 //! volumes (an update is seen in the mounted file), an emptyDir shared by two
 //! containers, a memory emptyDir as tmpfs, downwardAPI labels, hostPath, read-only
 //! mounts, subPath, subPathExpr (expanded from the container's env; a missing variable
-//! is CreateContainerConfigError); an unsupported volume type is a clear container error; and
-//! nothing (no mount, no directory) is left once the pod is gone.
+//! is CreateContainerConfigError); an unsupported volume type is a clear container error;
+//! projected service account tokens from the TokenRequest API, bound to the pod and
+//! verified against the apiserver's published key; and nothing (no mount, no directory)
+//! is left once the pod is gone.
 
 use std::time::Duration;
 
@@ -318,5 +320,123 @@ async fn sub_path_expr_expands_the_containers_env() -> Result<()> {
         err.to_string().contains("mutually exclusive"),
         "unexpected error: {err}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projected_service_account_tokens_are_bound_to_the_pod() -> Result<()> {
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let cp = ControlPlane::start(1).await?;
+    let node = KubeletNode::start(&cp, "kl-token", &[])?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The account does not exist yet: the pod waits, saying why, until it does.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "tok"},
+        "spec": {
+            "nodeName": node.name,
+            "serviceAccountName": "robot",
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "api", "projected": {"defaultMode": 0o440, "sources": [
+                {"serviceAccountToken": {"path": "token"}},
+                {"serviceAccountToken": {"path": "vault/token", "audience": "vault", "expirationSeconds": 600}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]}}],
+            "containers": [{"name": "main", "image": image("busybox"), "command": ["sleep", "3600"],
+                "volumeMounts": [{"name": "api", "mountPath": "/var/run/secrets/tokens", "readOnly": true}]}],
+        },
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    eventually("tok waits for its service account", TIMEOUT, || async {
+        let p = pods.get("tok").await?;
+        let waiting = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.state?.waiting)
+            .context("no waiting state yet")?;
+        match waiting.message.as_deref() {
+            Some(m) if m.contains(r#"serviceaccounts "robot" not found"#) => Ok(Some(())),
+            _ => bail!("{waiting:?}"),
+        }
+    })
+    .await?;
+    let events = cp.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=tok,reason=FailedMount",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ])?;
+    ensure!(events.contains("robot"), "no FailedMount event: {events:?}");
+    cp.kubectl_ok(&["create", "serviceaccount", "robot"])?;
+    let running = eventually("tok Running", TIMEOUT, || async {
+        let p = pods.get("tok").await?;
+        let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+        if phase.as_deref() == Some("Running") {
+            return Ok(Some(p));
+        }
+        bail!("phase {phase:?}")
+    })
+    .await?;
+    let uid = running.metadata.uid.clone().context("uid")?;
+    let jwks: serde_json::Value =
+        serde_json::from_str(&cp.kubectl_ok(&["get", "--raw", "/openid/v1/jwks"])?)?;
+    let read = |path: &str| {
+        cp.kubectl_ok(&[
+            "exec",
+            "tok",
+            "--",
+            "cat",
+            &format!("/var/run/secrets/tokens/{path}"),
+        ])
+    };
+    let own = skiff_tests::jwt::verify(&read("token")?, &jwks)?;
+    let vault = skiff_tests::jwt::verify(&read("vault/token")?, &jwks)?;
+    ensure!(read("namespace")? == "default");
+    for claims in [&own, &vault] {
+        ensure!(
+            claims["sub"] == "system:serviceaccount:default:robot",
+            "{claims}"
+        );
+        let k8s = &claims["kubernetes.io"];
+        ensure!(
+            k8s["pod"] == serde_json::json!({"name": "tok", "uid": uid}),
+            "{claims}"
+        );
+        ensure!(k8s["node"]["name"] == node.name.as_str(), "{claims}");
+    }
+    ensure!(
+        own["aud"] == serde_json::json!(["https://kubernetes.default.svc.cluster.local"]),
+        "{own}"
+    );
+    ensure!(vault["aud"] == serde_json::json!(["vault"]), "{vault}");
+    let lifetime =
+        |c: &serde_json::Value| c["exp"].as_i64().zip(c["iat"].as_i64()).map(|(e, i)| e - i);
+    ensure!(lifetime(&own) == Some(3600) && lifetime(&vault) == Some(600));
+    ensure!(
+        cp.kubectl_ok(&[
+            "exec",
+            "tok",
+            "--",
+            "stat",
+            "-L",
+            "-c",
+            "%a",
+            "/var/run/secrets/tokens/token"
+        ])? == "440\n",
+        "defaultMode applies to the token"
+    );
+    pods.delete("tok", &DeleteParams::default()).await?;
+    eventually("nothing left behind", TIMEOUT, || async {
+        let l = node.leftovers()?;
+        let gone = pods.get_opt("tok").await?.is_none();
+        if l.is_empty() && gone {
+            return Ok(Some(()));
+        }
+        bail!("left: {l:?}, pod gone: {gone}")
+    })
+    .await?;
     Ok(())
 }

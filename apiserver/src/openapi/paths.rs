@@ -622,7 +622,7 @@ fn resource_paths(catalog: &Catalog, r: &ResourceType) -> Result<Vec<PathItem>, 
                 replace.responses = vec![(200, object_payload()), (201, object_payload())];
                 vec![replace]
             }
-            Subresource::Binding | Subresource::Eviction => {
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => {
                 let (group, version, kind) =
                     subresource_kind(*sub).unwrap_or((r.group, r.version, r.kind));
                 let schema = catalog.name_of(group, kind)?.to_string();

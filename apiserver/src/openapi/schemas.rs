@@ -10,9 +10,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, networking::v1 as networking, policy::v1 as policy,
+    apps::v1 as apps, authentication::v1 as authentication, autoscaling::v1 as autoscaling_v1,
+    autoscaling::v2 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as networking,
+    policy::v1 as policy,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::SchemaSettings;
@@ -112,6 +113,7 @@ static TYPED_KINDS: &[TypedKind] = &[
     typed!(autoscaling_v1::Scale),
     typed!(core::Binding),
     typed!(policy::Eviction),
+    typed!(authentication::TokenRequest),
 ];
 
 /// Every schema the documents may use, in the neutral form.
@@ -269,6 +271,7 @@ pub(super) fn subresource_kind(
         Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
         Subresource::Binding => Some(("", "v1", "Binding")),
         Subresource::Eviction => Some(("policy", "v1", "Eviction")),
+        Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
         Subresource::Status
         | Subresource::Finalize
         | Subresource::Log

@@ -1,0 +1,1 @@
+yAwxukQAthWlQvS9evv5RQVTyCzASU9OyuV8RsO_Ti0

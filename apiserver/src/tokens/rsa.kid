@@ -1,0 +1,1 @@
+CxZm7QdLuwCQfIs-D4cJxu9h2n5ApsxksZ5XpmtbqM8
