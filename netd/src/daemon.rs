@@ -5,8 +5,9 @@
 //! - overlay: once this node has a podCIDR, the VXLAN device, the pods' bridge, the
 //!   CNI config and the VTEP annotations; then, on every Node change (and every
 //!   `sync_period`), the peers' routes, neighbors and FDB entries;
-//! - services: on Service/EndpointSlice changes, debounced, the nftables table (one
-//!   `nft -f` transaction, only when the ruleset changed) and the DNS zone;
+//! - services: on Service/EndpointSlice changes, debounced, the nftables table (loaded
+//!   whole at start and hourly, otherwise updated where it changed, each one `nft -f`
+//!   transaction) and the DNS zone;
 //! - DNS: once the bridge exists, `hickory-server` on its gateway address.
 //!
 //! What netd programs stays when it stops, so a restart does not cut traffic; the next
@@ -36,7 +37,7 @@ use crate::overlay::{
     backend_data, cni_config, desired_peers, BACKEND_DATA_ANNOTATION, BRIDGE, PUBLIC_IP_ANNOTATION,
     VXLAN_OVERHEAD,
 };
-use crate::proxy::{ruleset, ProxyInput};
+use crate::proxy::{ruleset, ProxyInput, Table};
 
 /// kube-proxy's metrics port, where netd serves /metrics and /healthz.
 pub const DEFAULT_METRICS_PORT: u16 = 10249;
@@ -46,6 +47,9 @@ pub const CNI_CONF_FILE: &str = "10-skiff.conflist";
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A burst of changes is applied at least this often.
 const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+/// How often the service rules are loaded whole even when updates succeed (kube-proxy
+/// also resyncs fully on a timer).
+const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
 
 /// netd's settings (flags of `skiff netd`).
 #[derive(Debug, Clone)]
@@ -518,7 +522,9 @@ async fn services_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Resul
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
-    let mut applied: Option<String> = None;
+    // What the kernel holds, as far as netd knows: updates are written against it.
+    let mut applied: Option<Table> = None;
+    let mut last_full = Instant::now();
     let mut last_skipped: BTreeSet<String> = BTreeSet::new();
     let mut failures = 0u32;
     loop {
@@ -541,8 +547,27 @@ async fn services_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Resul
             .proxy_skipped_ports
             .store(skipped.len() as u64, Ordering::Relaxed);
         last_skipped = skipped;
-        if applied.as_deref() != Some(rules.script.as_str()) {
-            match nft_apply(&rules.script).await {
+        // A full load now and then repairs a table someone else changed.
+        if last_full.elapsed() > FULL_SYNC_PERIOD {
+            applied = None;
+        }
+        if applied.as_ref() != Some(&rules.table) {
+            let update = applied.as_ref().and_then(|t| rules.table.update_script(t));
+            let partial = update.is_some();
+            let outcome = match update {
+                Some(script) => match nft_apply(&script).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "updating the service rules failed; loading them whole");
+                        nft_apply(&rules.script).await
+                    }
+                },
+                None => nft_apply(&rules.script).await,
+            };
+            if outcome.is_ok() && !partial {
+                last_full = Instant::now();
+            }
+            match outcome {
                 Ok(()) => {
                     let took = started.elapsed();
                     s.metrics.proxy_syncs.fetch_add(1, Ordering::Relaxed);
@@ -554,12 +579,14 @@ async fn services_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Resul
                         services = services.len(),
                         slices = slices.len(),
                         took_ms = took.as_millis() as u64,
+                        partial,
                         "service rules applied"
                     );
-                    applied = Some(rules.script);
+                    applied = Some(rules.table);
                     failures = 0;
                 }
                 Err(e) => {
+                    applied = None;
                     s.metrics.proxy_sync_errors.fetch_add(1, Ordering::Relaxed);
                     failures = failures.saturating_add(1);
                     tracing::error!(error = %e, "applying the service rules failed; the previous rules stay; retrying");

@@ -1,5 +1,7 @@
-//! The service proxy (kube-proxy's role) as one nftables table that netd owns and
-//! replaces whole, in one transaction, whenever Services or EndpointSlices change.
+//! The service proxy (kube-proxy's role) as one nftables table that netd owns. It is
+//! loaded whole at start (and after a failed update), and afterwards changed in one
+//! transaction per sync that touches only the chains and elements that differ, as
+//! kube-proxy's nftables mode does.
 //!
 //! [`ruleset`] is pure: node, cluster CIDR, Services and EndpointSlices in, an `nft -f`
 //! script out, with the Services it could not program and why. What the rules do:
@@ -13,7 +15,8 @@
 //!   kube-proxy does, so a load balancer's health check moves traffic elsewhere);
 //! - a Service port with no ready endpoint rejects (ICMP port unreachable) instead of
 //!   letting the packet wander off to the default route;
-//! - a pod reaching itself through its Service is masqueraded (hairpin);
+//! - a pod reaching itself through its Service is masqueraded (hairpin; only pods of
+//!   this node are listed, since a remote pod's connection is translated on its node);
 //! - pod traffic leaving the cluster CIDR is masqueraded to the node's address.
 //!
 //! Headless Services and ExternalName Services get no rules (DNS answers for them).
@@ -53,6 +56,8 @@ pub struct Ruleset {
     /// The script: creates the table if missing, deletes it, writes it anew, all in the
     /// one transaction `nft -f` makes of a file.
     pub script: String,
+    /// The same table as data, for [`Table::update_script`].
+    pub table: Table,
     /// `namespace/name port: why`, for each Service port that got no rules.
     pub skipped: Vec<String>,
 }
@@ -81,8 +86,10 @@ struct PortRules {
 pub fn ruleset(input: &ProxyInput<'_>) -> Ruleset {
     let mut skipped = Vec::new();
     let ports = service_ports(input, &mut skipped);
+    let table = table(input.cluster_cidr, &ports);
     Ruleset {
-        script: render(input.cluster_cidr, &ports),
+        script: table.full_script(),
+        table,
         skipped,
     }
 }
@@ -234,96 +241,78 @@ fn endpoints(
     out.into_iter().collect()
 }
 
-fn render(cluster_cidr: Ipv4Net, ports: &[PortRules]) -> String {
-    let mut service_ips = Vec::new();
-    let mut node_ports = Vec::new();
-    let mut no_endpoints = Vec::new();
-    let mut no_endpoint_node_ports = Vec::new();
-    let mut hairpin = BTreeSet::new();
-    let mut chains = String::new();
-    for p in ports {
-        let (proto, svc, ext) = (p.protocol, format!("svc_{}", p.id), format!("ext_{}", p.id));
-        for e in &p.endpoints {
-            hairpin.insert(e.ip);
-        }
-        if p.endpoints.is_empty() {
-            no_endpoints.push(format!("{} . {proto} . {}", p.cluster_ip, p.port));
-            for ip in &p.external_ips {
-                no_endpoints.push(format!("{ip} . {proto} . {}", p.port));
-            }
-            if let Some(np) = p.node_port {
-                no_endpoint_node_ports.push(format!("{proto} . {np}"));
-            }
-            continue;
-        }
-        service_ips.push(format!(
-            "{} . {proto} . {} : goto {svc}",
-            p.cluster_ip, p.port
-        ));
-        for ip in &p.external_ips {
-            service_ips.push(format!("{ip} . {proto} . {} : goto {ext}", p.port));
-        }
-        if let Some(np) = p.node_port {
-            node_ports.push(format!("{proto} . {np} : goto {ext}"));
-        }
-        let _ = writeln!(chains, "\tchain {svc} {{");
-        let _ = writeln!(
-            chains,
-            "\t\tip saddr != {cluster_cidr} meta mark set meta mark | {MASQUERADE_MARK:#x}"
-        );
-        let _ = writeln!(chains, "\t\t{}", dnat(proto, p.endpoints.iter()));
-        let _ = writeln!(chains, "\t}}");
-        let _ = writeln!(chains, "\tchain {ext} {{");
-        if p.local_only_external {
-            let local: Vec<&Endpoint> = p.endpoints.iter().filter(|e| e.local).collect();
-            if local.is_empty() {
-                let _ = writeln!(chains, "\t\tdrop");
-            } else {
-                let _ = writeln!(chains, "\t\t{}", dnat(proto, local.into_iter()));
-            }
-        } else {
-            let _ = writeln!(chains, "\t\tmeta mark set meta mark | {MASQUERADE_MARK:#x}");
-            let _ = writeln!(chains, "\t\tgoto {svc}");
-        }
-        let _ = writeln!(chains, "\t}}");
-    }
-    let hairpin: Vec<String> = hairpin.iter().map(|ip| format!("{ip} . {ip}")).collect();
-
-    let mut s = String::new();
-    // `table` first so that `delete` has something to delete on a fresh node; the file
-    // is one transaction, so no packet ever sees the table half-written.
-    let _ = writeln!(
-        s,
-        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
-    );
-    set(
-        &mut s,
-        "map service_ips",
+/// The verdict maps of the table, in the order the full script writes them.
+const MAPS: [(&str, &str); 2] = [
+    (
+        "service_ips",
         "ipv4_addr . inet_proto . inet_service : verdict",
-        &service_ips,
-    );
-    set(
-        &mut s,
-        "map service_nodeports",
-        "inet_proto . inet_service : verdict",
-        &node_ports,
-    );
-    set(
-        &mut s,
-        "set no_endpoints",
-        "ipv4_addr . inet_proto . inet_service",
-        &no_endpoints,
-    );
-    set(
-        &mut s,
-        "set no_endpoint_nodeports",
-        "inet_proto . inet_service",
-        &no_endpoint_node_ports,
-    );
-    set(&mut s, "set hairpin", "ipv4_addr . ipv4_addr", &hairpin);
-    let _ = write!(
-        s,
-        "\tchain services {{
+    ),
+    ("service_nodeports", "inet_proto . inet_service : verdict"),
+];
+/// The sets of the table, in the order the full script writes them.
+const SETS: [(&str, &str); 3] = [
+    ("no_endpoints", "ipv4_addr . inet_proto . inet_service"),
+    ("no_endpoint_nodeports", "inet_proto . inet_service"),
+    ("hairpin", "ipv4_addr . ipv4_addr"),
+];
+
+/// netd's table as data: the elements of its maps and sets and the chains of its
+/// Service ports. The fixed chains follow from the cluster CIDR. From it come both the
+/// script that loads the whole table and the script that turns a table loaded before
+/// into this one (kube-proxy's partial sync), which touches only what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    cluster_cidr: Ipv4Net,
+    /// Map name → element key → verdict.
+    maps: BTreeMap<&'static str, BTreeMap<String, String>>,
+    /// Set name → elements.
+    sets: BTreeMap<&'static str, BTreeSet<String>>,
+    /// Chain name → its rules.
+    chains: BTreeMap<String, Vec<String>>,
+}
+
+impl Table {
+    fn new(cluster_cidr: Ipv4Net) -> Table {
+        Table {
+            cluster_cidr,
+            maps: MAPS.iter().map(|(n, _)| (*n, BTreeMap::new())).collect(),
+            sets: SETS.iter().map(|(n, _)| (*n, BTreeSet::new())).collect(),
+            chains: BTreeMap::new(),
+        }
+    }
+
+    fn map(&mut self, name: &'static str, key: String, verdict: String) {
+        self.maps.entry(name).or_default().insert(key, verdict);
+    }
+
+    fn set(&mut self, name: &'static str, element: String) {
+        self.sets.entry(name).or_default().insert(element);
+    }
+
+    /// The script that replaces the table whole: creates it if missing, deletes it,
+    /// writes it anew, all in the one transaction `nft -f` makes of a file.
+    pub fn full_script(&self) -> String {
+        let cluster_cidr = self.cluster_cidr;
+        let mut s = String::new();
+        // `table` first so that `delete` has something to delete on a fresh node.
+        let _ = writeln!(
+            s,
+            "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
+        );
+        for (name, type_) in MAPS {
+            let elements: Vec<String> = self.maps[name]
+                .iter()
+                .map(|(k, v)| format!("{k} : {v}"))
+                .collect();
+            block(&mut s, &format!("map {name}"), type_, &elements);
+        }
+        for (name, type_) in SETS {
+            let elements: Vec<String> = self.sets[name].iter().cloned().collect();
+            block(&mut s, &format!("set {name}"), type_, &elements);
+        }
+        let _ = write!(
+            s,
+            "\tchain services {{
 \t\tip daddr . meta l4proto . th dport vmap @service_ips
 \t\tfib daddr type local meta l4proto . th dport vmap @service_nodeports
 \t}}
@@ -358,10 +347,166 @@ fn render(cluster_cidr: Ipv4Net, ports: &[PortRules]) -> String {
 \t\tjump reject_unserved
 \t}}
 "
+        );
+        for (name, rules) in &self.chains {
+            let _ = writeln!(s, "\tchain {name} {{");
+            for r in rules {
+                let _ = writeln!(s, "\t\t{r}");
+            }
+            let _ = writeln!(s, "\t}}");
+        }
+        s.push_str("}\n");
+        s
+    }
+
+    /// The script that turns `loaded` (what an earlier script put in the kernel) into
+    /// this table, in one transaction, touching only the chains and elements that
+    /// differ; `None` when only a full load will do (the cluster CIDR changed).
+    pub fn update_script(&self, loaded: &Table) -> Option<String> {
+        if loaded.cluster_cidr != self.cluster_cidr {
+            return None;
+        }
+        let mut s = String::new();
+        // New chains first: the rules and verdicts below may name them.
+        for name in self.chains.keys() {
+            if !loaded.chains.contains_key(name) {
+                let _ = writeln!(s, "add chain ip {TABLE} {name}");
+            }
+        }
+        for (name, rules) in &self.chains {
+            match loaded.chains.get(name) {
+                Some(old) if old == rules => continue,
+                Some(_) => {
+                    let _ = writeln!(s, "flush chain ip {TABLE} {name}");
+                }
+                None => {}
+            }
+            for r in rules {
+                let _ = writeln!(s, "add rule ip {TABLE} {name} {r}");
+            }
+        }
+        for (name, _) in MAPS {
+            let (new, old) = (&self.maps[name], &loaded.maps[name]);
+            let gone: Vec<&str> = old
+                .iter()
+                .filter(|(k, v)| new.get(*k) != Some(v))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let added: Vec<String> = new
+                .iter()
+                .filter(|(k, v)| old.get(*k) != Some(v))
+                .map(|(k, v)| format!("{k} : {v}"))
+                .collect();
+            elements(&mut s, "delete", name, &gone);
+            elements(&mut s, "add", name, &added);
+        }
+        for (name, _) in SETS {
+            let (new, old) = (&self.sets[name], &loaded.sets[name]);
+            let gone: Vec<&String> = old.difference(new).collect();
+            let added: Vec<&String> = new.difference(old).collect();
+            elements(&mut s, "delete", name, &gone);
+            elements(&mut s, "add", name, &added);
+        }
+        // Chains that went: emptied first, so that none still jumps to another, then
+        // deleted once no element names them.
+        let gone: Vec<&String> = loaded
+            .chains
+            .keys()
+            .filter(|n| !self.chains.contains_key(*n))
+            .collect();
+        for name in &gone {
+            let _ = writeln!(s, "flush chain ip {TABLE} {name}");
+        }
+        for name in &gone {
+            let _ = writeln!(s, "delete chain ip {TABLE} {name}");
+        }
+        Some(s)
+    }
+}
+
+fn elements<T: std::fmt::Display>(s: &mut String, verb: &str, set: &str, items: &[T]) {
+    if items.is_empty() {
+        return;
+    }
+    let list: Vec<String> = items.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        s,
+        "{verb} element ip {TABLE} {set} {{ {} }}",
+        list.join(", ")
     );
-    s.push_str(&chains);
-    s.push_str("}\n");
-    s
+}
+
+fn table(cluster_cidr: Ipv4Net, ports: &[PortRules]) -> Table {
+    let mut t = Table::new(cluster_cidr);
+    for p in ports {
+        let (proto, svc, ext) = (p.protocol, format!("svc_{}", p.id), format!("ext_{}", p.id));
+        // Only a pod on this node can reach itself through this node's DNAT: a remote
+        // pod's connection is translated on its own node.
+        for e in p.endpoints.iter().filter(|e| e.local) {
+            t.set("hairpin", format!("{} . {}", e.ip, e.ip));
+        }
+        if p.endpoints.is_empty() {
+            t.set(
+                "no_endpoints",
+                format!("{} . {proto} . {}", p.cluster_ip, p.port),
+            );
+            for ip in &p.external_ips {
+                t.set("no_endpoints", format!("{ip} . {proto} . {}", p.port));
+            }
+            if let Some(np) = p.node_port {
+                t.set("no_endpoint_nodeports", format!("{proto} . {np}"));
+            }
+            continue;
+        }
+        t.map(
+            "service_ips",
+            format!("{} . {proto} . {}", p.cluster_ip, p.port),
+            format!("goto {svc}"),
+        );
+        t.chains.insert(
+            svc.clone(),
+            vec![
+                format!(
+                    "ip saddr != {cluster_cidr} meta mark set meta mark | {MASQUERADE_MARK:#x}"
+                ),
+                dnat(proto, p.endpoints.iter()),
+            ],
+        );
+        // Most Services are reached by clusterIP alone; a chain nothing jumps to would
+        // only cost load time (a tenth of it at 1,000 Services).
+        if p.node_port.is_none() && p.external_ips.is_empty() {
+            continue;
+        }
+        for ip in &p.external_ips {
+            t.map(
+                "service_ips",
+                format!("{ip} . {proto} . {}", p.port),
+                format!("goto {ext}"),
+            );
+        }
+        if let Some(np) = p.node_port {
+            t.map(
+                "service_nodeports",
+                format!("{proto} . {np}"),
+                format!("goto {ext}"),
+            );
+        }
+        let rules = if p.local_only_external {
+            let local: Vec<&Endpoint> = p.endpoints.iter().filter(|e| e.local).collect();
+            if local.is_empty() {
+                vec!["drop".to_string()]
+            } else {
+                vec![dnat(proto, local.into_iter())]
+            }
+        } else {
+            vec![
+                format!("meta mark set meta mark | {MASQUERADE_MARK:#x}"),
+                format!("goto {svc}"),
+            ]
+        };
+        t.chains.insert(ext, rules);
+    }
+    t
 }
 
 /// DNAT to one of `endpoints`, picked at random with equal weights.
@@ -377,7 +522,7 @@ fn dnat<'a>(proto: &str, endpoints: impl Iterator<Item = &'a Endpoint>) -> Strin
     )
 }
 
-fn set(s: &mut String, header: &str, type_: &str, elements: &[String]) {
+fn block(s: &mut String, header: &str, type_: &str, elements: &[String]) {
     let _ = writeln!(s, "\t{header} {{\n\t\ttype {type_}");
     if !elements.is_empty() {
         let _ = writeln!(s, "\t\telements = {{ {} }}", elements.join(", "));

@@ -165,3 +165,107 @@ fn cluster_ip_and_node_port_reach_the_pod_and_no_endpoints_is_refused() -> Resul
     );
     Ok(())
 }
+
+/// `nft list table` reduced to its lines and list items, sorted: two loads of one
+/// table list the same items, though chains created later are listed later.
+fn table_items(ns: &str) -> Result<Vec<String>> {
+    let listed = run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "list",
+        "table",
+        "ip",
+        "skiff_netd",
+    ])?;
+    let mut items: Vec<String> = listed
+        .split(['\n', ',', '{', '}'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    items.sort();
+    Ok(items)
+}
+
+#[test]
+fn an_update_in_place_reaches_the_same_table_as_a_full_load() -> Result<()> {
+    let m = machines()?;
+    let services: Vec<Service> = serde_json::from_value(json!([
+        {"metadata": {"name": "web", "namespace": "default"},
+         "spec": {"type": "NodePort", "clusterIP": "10.96.0.20",
+                  "ports": [{"port": 80, "nodePort": 30080}]}},
+        {"metadata": {"name": "other", "namespace": "default"},
+         "spec": {"clusterIP": "10.96.0.30", "ports": [{"port": 80}]}},
+    ]))?;
+    let slice = |service: &str| -> Result<EndpointSlice> {
+        Ok(serde_json::from_value(json!(
+            {"metadata": {"name": format!("{service}-1"), "namespace": "default",
+                          "labels": {"kubernetes.io/service-name": service}},
+             "addressType": "IPv4", "ports": [{"port": 8080}],
+             "endpoints": [{"addresses": ["10.244.1.5"], "nodeName": "node"}]}
+        ))?)
+    };
+    let input = |slices: &[EndpointSlice]| {
+        ruleset(&ProxyInput {
+            node_name: "node",
+            cluster_cidr: "10.244.0.0/16".parse().expect("a CIDR"),
+            services: &services,
+            slices,
+        })
+    };
+    // First the pod serves `other`; then it serves `web` and `other` has nothing.
+    let before = input(&[slice("other")?]);
+    let after = input(&[slice("web")?]);
+    let load = |script: &str, name: &str| -> Result<()> {
+        let file = m.dir.path().join(name);
+        std::fs::write(&file, script)?;
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &m.node,
+            "nft",
+            "-f",
+            &file.display().to_string(),
+        ])?;
+        Ok(())
+    };
+    load(&before.script, "before.nft")?;
+    let update = after
+        .table
+        .update_script(&before.table)
+        .context("the same cluster CIDR allows an update")?;
+    ensure!(
+        !update.contains("delete table"),
+        "an update replaced the table: {update}"
+    );
+    load(&update, "update.nft")?;
+    let updated = table_items(&m.node)?;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        match fetch(&m.node, "http://10.244.1.1:30080/") {
+            Ok(b) => break b,
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context("NodePort after the update"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    ensure!(body == "hello from the pod\n", "{body:?}");
+    ensure!(
+        fetch(&m.node, "http://10.96.0.30/").is_err(),
+        "`other` lost its endpoint but still answered"
+    );
+
+    load(&after.script, "after.nft")?;
+    let full = table_items(&m.node)?;
+    ensure!(
+        updated == full,
+        "the updated table differs from a full load:\nupdated: {updated:?}\nfull: {full:?}"
+    );
+    Ok(())
+}

@@ -77,8 +77,8 @@ fn cluster_ip_node_port_and_external_ip_reach_every_ready_endpoint() {
         "an absent ready condition counts as ready: {s}"
     );
     assert!(
-        s.contains("elements = { 10.244.1.5 . 10.244.1.5, 10.244.2.9 . 10.244.2.9 }"),
-        "{s}"
+        s.contains("elements = { 10.244.1.5 . 10.244.1.5 }"),
+        "hairpin lists the endpoints of this node only: {s}"
     );
     // Cluster policy: external traffic is masqueraded, then shares the service chain.
     let ext = chain(s, "ext_shop_web_http_tcp");
@@ -87,6 +87,18 @@ fn cluster_ip_node_port_and_external_ip_reach_every_ready_endpoint() {
             && ext.contains("goto svc_shop_web_http_tcp"),
         "{ext}"
     );
+}
+
+#[test]
+fn a_cluster_ip_only_service_gets_no_external_chain() {
+    let mut svc = web();
+    let spec = svc.spec.as_mut().unwrap();
+    spec.type_ = Some("ClusterIP".into());
+    spec.external_ips = None;
+    spec.ports.as_mut().unwrap()[0].node_port = None;
+    let s = rules(&[svc], &[web_slice(None)]).script;
+    assert!(s.contains("chain svc_shop_web_http_tcp"), "{s}");
+    assert!(!s.contains("ext_shop_web_http_tcp"), "{s}");
 }
 
 #[test]
@@ -173,4 +185,72 @@ fn cidrs_parse_strictly() {
     assert!("10.244.0.0".parse::<Ipv4Net>().is_err());
     assert!("10.244.0.0/33".parse::<Ipv4Net>().is_err());
     assert!("0.0.0.0/0".parse::<Ipv4Net>().is_ok());
+}
+
+fn plain(name: &str, ip: &str, endpoints: &[&str]) -> (Service, EndpointSlice) {
+    let svc = service(json!({"metadata": {"name": name, "namespace": "a"},
+        "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}));
+    let eps: Vec<serde_json::Value> = endpoints
+        .iter()
+        .map(|e| json!({"addresses": [e], "nodeName": "node-a"}))
+        .collect();
+    let slice = slice(json!({"metadata": {"name": name, "namespace": "a",
+            "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4", "ports": [{"port": 8080}], "endpoints": eps}));
+    (svc, slice)
+}
+
+#[test]
+fn an_update_touches_only_what_changed() {
+    let (a, a_eps) = plain("a", "10.96.0.1", &["10.244.1.1"]);
+    let (b, b_eps) = plain("b", "10.96.0.2", &["10.244.1.2"]);
+    let before = rules(
+        &[a.clone(), b.clone(), web()],
+        &[a_eps.clone(), b_eps, web_slice(None)],
+    );
+    assert_eq!(
+        before.table.update_script(&before.table).as_deref(),
+        Some("")
+    );
+
+    // b's endpoint moves, c arrives without endpoints, web goes.
+    let (_, b_moved) = plain("b", "10.96.0.2", &["10.244.1.3"]);
+    let (c, _) = plain("c", "10.96.0.3", &[]);
+    let after = rules(&[a, b, c], &[a_eps, b_moved]);
+    let update = after.table.update_script(&before.table).unwrap();
+    let lines: Vec<&str> = update.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "flush chain ip skiff_netd svc_a_b_80_tcp",
+            "add rule ip skiff_netd svc_a_b_80_tcp ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000",
+            "add rule ip skiff_netd svc_a_b_80_tcp meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.244.1.3 . 8080 }",
+            "delete element ip skiff_netd service_ips { 10.96.0.20 . tcp . 80, 192.0.2.7 . tcp . 80 }",
+            "delete element ip skiff_netd service_nodeports { tcp . 30080 }",
+            "add element ip skiff_netd no_endpoints { 10.96.0.3 . tcp . 80 }",
+            "delete element ip skiff_netd hairpin { 10.244.1.2 . 10.244.1.2, 10.244.1.5 . 10.244.1.5 }",
+            "add element ip skiff_netd hairpin { 10.244.1.3 . 10.244.1.3 }",
+            "flush chain ip skiff_netd ext_shop_web_http_tcp",
+            "flush chain ip skiff_netd svc_shop_web_http_tcp",
+            "delete chain ip skiff_netd ext_shop_web_http_tcp",
+            "delete chain ip skiff_netd svc_shop_web_http_tcp",
+        ],
+        "{update}"
+    );
+    // And back: the chains come again before the elements that name them.
+    let back = before.table.update_script(&after.table).unwrap();
+    let add_chain = back
+        .find("add chain ip skiff_netd svc_shop_web_http_tcp")
+        .unwrap();
+    let element = back.find(": goto svc_shop_web_http_tcp").unwrap();
+    assert!(add_chain < element, "{back}");
+
+    // Another cluster CIDR changes the fixed chains: only a full load will do.
+    let other = ruleset(&ProxyInput {
+        node_name: "node-a",
+        cluster_cidr: "10.250.0.0/16".parse().unwrap(),
+        services: &[],
+        slices: &[],
+    });
+    assert!(other.table.update_script(&before.table).is_none());
 }
