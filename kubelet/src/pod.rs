@@ -148,6 +148,17 @@ enum Count {
     Stopped(bool),
 }
 
+/// What a container's waiter and prober tell its pod's worker. One channel carries
+/// both: a channel holds a block of 32 slots from its start, and a node holds one worker
+/// per pod.
+#[derive(Debug)]
+pub enum ContainerEvent {
+    /// The container's main process ended.
+    Exited(Exit),
+    /// A probe's verdict.
+    Probe(ProbeEvent),
+}
+
 /// A worker's handle, kept by the dispatcher.
 pub struct Handle {
     /// Wakes the worker.
@@ -162,14 +173,16 @@ struct Worker {
     namespace: String,
     name: String,
     notify: Arc<Notify>,
-    exits: mpsc::UnboundedSender<(String, String, Exit)>,
-    probe_events: mpsc::UnboundedSender<(String, String, ProbeEvent)>,
+    /// Where the containers' waiters and probers report.
+    events: mpsc::UnboundedSender<(String, String, ContainerEvent)>,
     /// Probers of running containers, by container id.
     probers: HashMap<String, tokio::task::JoinHandle<()>>,
     /// Containers being stopped after a failed liveness or startup probe.
     killing: HashSet<String>,
     network: Option<Network>,
-    containers: BTreeMap<String, ContainerRecord>,
+    /// Boxed: a map's node holds room for eleven entries, and most pods have one
+    /// container.
+    containers: BTreeMap<String, Box<ContainerRecord>>,
     start_time: Option<jiff::Timestamp>,
     posted: Option<Value>,
     conditions: Vec<PodCondition>,
@@ -195,15 +208,13 @@ struct Worker {
 pub fn spawn(shared: Arc<Shared>, uid: String, namespace: String, name: String) -> Handle {
     let notify = Arc::new(Notify::new());
     let (tx, rx) = mpsc::unbounded_channel();
-    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
     let worker = Worker {
         shared,
         uid,
         namespace,
         name,
         notify: notify.clone(),
-        exits: tx,
-        probe_events: probe_tx,
+        events: tx,
         probers: HashMap::new(),
         killing: HashSet::new(),
         network: None,
@@ -222,7 +233,7 @@ pub fn spawn(shared: Arc<Shared>, uid: String, namespace: String, name: String) 
         volume_meta: None,
         tokens: BTreeMap::new(),
     };
-    let task = tokio::spawn(worker.run(rx, probe_rx));
+    let task = tokio::spawn(worker.run(rx));
     Handle { notify, task }
 }
 
@@ -252,8 +263,7 @@ impl Worker {
 
     async fn run(
         mut self,
-        mut exits: mpsc::UnboundedReceiver<(String, String, Exit)>,
-        mut probe_events: mpsc::UnboundedReceiver<(String, String, ProbeEvent)>,
+        mut events: mpsc::UnboundedReceiver<(String, String, ContainerEvent)>,
     ) {
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), uid = %self.uid, "pod worker started");
         if let Some(pod) = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid) {
@@ -271,7 +281,7 @@ impl Worker {
                 .as_ref()
                 .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
             if deleting {
-                Box::pin(self.terminate(pod.as_deref(), &mut exits)).await;
+                Box::pin(self.terminate(pod.as_deref(), &mut events)).await;
                 return;
             }
             if let Some(pod) = pod {
@@ -285,14 +295,20 @@ impl Worker {
             let wake = self.next_wake();
             tokio::select! {
                 _ = self.notify.notified() => {}
-                Some((name, id, exit)) = exits.recv() => self.on_exit(&name, &id, exit),
-                Some((name, id, event)) = probe_events.recv() => self.on_probe(&name, &id, event),
+                Some((name, id, event)) = events.recv() => self.on_event(&name, &id, event),
                 _ = sleep_until(wake) => {}
             }
-            // Handle every exit that arrived together before the next sync.
-            while let Ok((name, id, exit)) = exits.try_recv() {
-                self.on_exit(&name, &id, exit);
+            // Handle every exit and verdict that arrived together before the next sync.
+            while let Ok((name, id, event)) = events.try_recv() {
+                self.on_event(&name, &id, event);
             }
+        }
+    }
+
+    fn on_event(&mut self, name: &str, id: &str, event: ContainerEvent) {
+        match event {
+            ContainerEvent::Exited(exit) => self.on_exit(name, id, exit),
+            ContainerEvent::Probe(e) => self.on_probe(name, id, e),
         }
     }
 
@@ -304,8 +320,7 @@ impl Worker {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             notify: self.notify.clone(),
-            exits: self.exits.clone(),
-            probe_events: self.probe_events.clone(),
+            events: self.events.clone(),
             probers: HashMap::new(),
             killing: HashSet::new(),
             network: None,
@@ -472,7 +487,7 @@ impl Worker {
                                 probes,
                                 self.target(&c.id, &process),
                                 name.clone(),
-                                self.probe_events.clone(),
+                                self.events.clone(),
                             ));
                             self.probers.insert(c.id.clone(), task);
                         }
@@ -506,7 +521,7 @@ impl Worker {
                 }
             }
             tracing::info!(pod = %self.name, namespace = %self.namespace, container = %name, id = %c.id, restart_count, running = rec.running.is_some(), "adopted container");
-            self.containers.insert(name, rec);
+            self.containers.insert(name, Box::new(rec));
         }
         let inits = spec.init_containers.clone().unwrap_or_default();
         let app_adopted = spec
@@ -1414,7 +1429,7 @@ impl Worker {
                     probes,
                     target,
                     c.name.clone(),
-                    self.probe_events.clone(),
+                    self.events.clone(),
                 ));
                 self.probers.insert(id, task);
             }
@@ -1427,24 +1442,24 @@ impl Worker {
 
     /// Reports the exit of container `id` (named `name` in the pod) to the worker.
     fn spawn_waiter(&self, name: String, id: String) {
-        let (tx, rt2, id2) = (self.exits.clone(), self.shared.rt.clone(), id);
+        let (tx, rt2, id2) = (self.events.clone(), self.shared.rt.clone(), id);
         tokio::spawn(async move {
             // Wait answers at once for a task that already exited, so a fast exit is not
             // missed; a broken connection to containerd is retried.
             loop {
                 match rt2.wait_task(&id2).await {
                     Ok(exit) => {
-                        let _ = tx.send((name, id2, exit));
+                        let _ = tx.send((name, id2, ContainerEvent::Exited(exit)));
                         return;
                     }
                     Err(e) if e.is_not_found() => {
                         let _ = tx.send((
                             name,
                             id2,
-                            Exit {
+                            ContainerEvent::Exited(Exit {
                                 code: 255,
                                 at: None,
-                            },
+                            }),
                         ));
                         return;
                     }
@@ -1602,7 +1617,7 @@ impl Worker {
     async fn terminate(
         &mut self,
         pod: Option<&Pod>,
-        exits: &mut mpsc::UnboundedReceiver<(String, String, Exit)>,
+        events: &mut mpsc::UnboundedReceiver<(String, String, ContainerEvent)>,
     ) {
         let grace = pod
             .and_then(|p| p.metadata.deletion_grace_period_seconds)
@@ -1637,9 +1652,12 @@ impl Worker {
                 plans.into_iter().map(|p| p.run(grace)),
             ));
             while self.containers.values().any(|c| c.running.is_some()) {
-                match tokio::time::timeout_at(deadline + Duration::from_secs(1), exits.recv()).await
+                match tokio::time::timeout_at(deadline + Duration::from_secs(1), events.recv())
+                    .await
                 {
-                    Ok(Some((n, id, exit))) => self.on_exit(&n, &id, exit),
+                    Ok(Some((n, id, ContainerEvent::Exited(exit)))) => self.on_exit(&n, &id, exit),
+                    // Probes no longer matter to a pod on its way out.
+                    Ok(Some((_, _, ContainerEvent::Probe(_)))) => {}
                     _ => break,
                 }
             }
@@ -1654,8 +1672,9 @@ impl Worker {
             }
             let deadline = Instant::now() + Duration::from_secs(10);
             while self.containers.values().any(|c| c.running.is_some()) {
-                match tokio::time::timeout_at(deadline, exits.recv()).await {
-                    Ok(Some((n, id, exit))) => self.on_exit(&n, &id, exit),
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(Some((n, id, ContainerEvent::Exited(exit)))) => self.on_exit(&n, &id, exit),
+                    Ok(Some((_, _, ContainerEvent::Probe(_)))) => {}
                     _ => break,
                 }
             }

@@ -356,12 +356,12 @@ pub async fn prober(
     probes: Probes,
     target: Target,
     name: String,
-    tx: mpsc::UnboundedSender<(String, String, ProbeEvent)>,
+    tx: mpsc::UnboundedSender<(String, String, crate::pod::ContainerEvent)>,
 ) {
     let started = Instant::now();
     let id = target.container_id.clone();
     let send = |e: ProbeEvent| {
-        let _ = tx.send((name.clone(), id.clone(), e));
+        let _ = tx.send((name.clone(), id.clone(), crate::pod::ContainerEvent::Probe(e)));
     };
     if let Some((action, timing)) = &probes.startup {
         tokio::time::sleep_until(started + timing.initial_delay).await;
