@@ -261,10 +261,7 @@ impl Worker {
         )
     }
 
-    async fn run(
-        mut self,
-        mut events: mpsc::UnboundedReceiver<(String, String, ContainerEvent)>,
-    ) {
+    async fn run(mut self, mut events: mpsc::UnboundedReceiver<(String, String, ContainerEvent)>) {
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), uid = %self.uid, "pod worker started");
         if let Some(pod) = current_pod(&self.shared.store, &self.namespace, &self.name, &self.uid) {
             if let Err(e) = Box::pin(self.adopt(&pod)).await {

@@ -361,7 +361,11 @@ pub async fn prober(
     let started = Instant::now();
     let id = target.container_id.clone();
     let send = |e: ProbeEvent| {
-        let _ = tx.send((name.clone(), id.clone(), crate::pod::ContainerEvent::Probe(e)));
+        let _ = tx.send((
+            name.clone(),
+            id.clone(),
+            crate::pod::ContainerEvent::Probe(e),
+        ));
     };
     if let Some((action, timing)) = &probes.startup {
         tokio::time::sleep_until(started + timing.initial_delay).await;
