@@ -14,6 +14,16 @@ fn stderr_of(cp: &ControlPlane, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// `kubectl create token builder` bound to pod `name`, with `uid` when given.
+fn bound_to<'a>(name: &'a str, uid: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = vec!["create", "token", "builder", "--bound-object-kind", "Pod"];
+    args.extend(["--bound-object-name", name]);
+    if let Some(uid) = uid {
+        args.extend(["--bound-object-uid", uid]);
+    }
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_token_signs_tokens_the_published_keys_verify() -> Result<()> {
     let cp = ControlPlane::start(2).await?;
@@ -94,52 +104,18 @@ async fn kubectl_create_token_signs_tokens_the_published_keys_verify() -> Result
         r#"{"spec":{"serviceAccountName":"builder"}}"#,
     ])?;
     let pod_uid = cp.kubectl_ok(&["get", "pod", "holder", "-o", "jsonpath={.metadata.uid}"])?;
-    let bound = cp.kubectl_ok(&[
-        "create",
-        "token",
-        "builder",
-        "--bound-object-kind",
-        "Pod",
-        "--bound-object-name",
-        "holder",
-        "--bound-object-uid",
-        &pod_uid,
-    ])?;
+    let bound = cp.kubectl_ok(&bound_to("holder", Some(&pod_uid)))?;
     let bound = jwt::verify(&bound, &jwks)?;
     ensure!(
         bound["kubernetes.io"]["pod"] == serde_json::json!({"name": "holder", "uid": pod_uid}),
         "{bound}"
     );
-    let wrong_uid = stderr_of(
-        &cp,
-        &[
-            "create",
-            "token",
-            "builder",
-            "--bound-object-kind",
-            "Pod",
-            "--bound-object-name",
-            "holder",
-            "--bound-object-uid",
-            "0000",
-        ],
-    )?;
+    let wrong_uid = stderr_of(&cp, &bound_to("holder", Some("0000")))?;
     ensure!(
         wrong_uid.contains("does not match the UID in record"),
         "{wrong_uid}"
     );
-    let no_pod = stderr_of(
-        &cp,
-        &[
-            "create",
-            "token",
-            "builder",
-            "--bound-object-kind",
-            "Pod",
-            "--bound-object-name",
-            "ghost",
-        ],
-    )?;
+    let no_pod = stderr_of(&cp, &bound_to("ghost", None))?;
     ensure!(no_pod.contains(r#"pods "ghost" not found"#), "{no_pod}");
 
     let no_account = stderr_of(&cp, &["create", "token", "nobody"])?;
