@@ -398,10 +398,10 @@ fn compacted_to_gone(e: Error, revision: i64) -> Error {
     e
 }
 
-/// Retries a read a few times when the member it reached is unavailable (a member being
-/// restarted, or a leader election in progress), so clients see a slow answer rather than
-/// an error.
-async fn retry<T, F, Fut>(mut f: F) -> Result<T>
+/// Retries a read (or a write that is safe to repeat) a few times when the member it
+/// reached is unavailable (a member being restarted, or a leader election in progress),
+/// so clients see a slow answer rather than an error.
+pub(crate) async fn retry<T, F, Fut>(mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,

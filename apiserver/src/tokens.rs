@@ -372,16 +372,21 @@ pub async fn load_key(
         return SigningKey::from_pem(&pem, &what).map_err(Error::Config);
     }
     let pem = SigningKey::generate_pem()?;
-    let mut kv = client.kv_client();
-    let put = etcd_client::Txn::new()
-        .when([etcd_client::Compare::create_revision(
-            STORED_KEY,
-            etcd_client::CompareOp::Equal,
-            0,
-        )])
-        .and_then([etcd_client::TxnOp::put(STORED_KEY, pem.clone(), None)])
-        .or_else([etcd_client::TxnOp::get(STORED_KEY, None)]);
-    let resp = kv.txn(put).await?;
+    // Create-if-absent, else read: a retry after a lost answer reads what the first
+    // attempt wrote.
+    let resp = crate::storage::retry(|| {
+        let mut kv = client.kv_client();
+        let put = etcd_client::Txn::new()
+            .when([etcd_client::Compare::create_revision(
+                STORED_KEY,
+                etcd_client::CompareOp::Equal,
+                0,
+            )])
+            .and_then([etcd_client::TxnOp::put(STORED_KEY, pem.clone(), None)])
+            .or_else([etcd_client::TxnOp::get(STORED_KEY, None)]);
+        async move { kv.txn(put).await }
+    })
+    .await?;
     if resp.succeeded() {
         tracing::info!(key = STORED_KEY, "made the service account signing key");
         return SigningKey::from_pem(&pem, STORED_KEY).map_err(Error::Config);
