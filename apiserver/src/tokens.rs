@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use skiff_api::validation::{invalid_message, FieldError};
 
 use crate::error::{Error, Result};
-use crate::objects::now_rfc3339;
+use crate::objects::{meta_str, now_rfc3339};
 use crate::request::Target;
 use crate::Server;
 use skiff_api::ResourceType;
@@ -421,7 +421,7 @@ fn target(plural: &str, namespace: Option<&str>, name: &str) -> Target {
 }
 
 fn name_and_uid(obj: &Value) -> (String, String) {
-    let s = |f: &str| obj["metadata"][f].as_str().unwrap_or_default().to_string();
+    let s = |f: &str| meta_str(obj, f).unwrap_or_default().to_string();
     (s("name"), s("uid"))
 }
 

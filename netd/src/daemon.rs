@@ -559,10 +559,10 @@ async fn services_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Resul
                     Ok(()) => Ok(()),
                     Err(e) => {
                         tracing::warn!(error = %e, "updating the service rules failed; loading them whole");
-                        nft_apply(&rules.script).await
+                        nft_apply(&rules.script()).await
                     }
                 },
-                None => nft_apply(&rules.script).await,
+                None => nft_apply(&rules.script()).await,
             };
             if outcome.is_ok() && !partial {
                 last_full = Instant::now();

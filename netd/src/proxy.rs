@@ -53,10 +53,8 @@ pub struct ProxyInput<'a> {
 /// An `nft -f` script that replaces netd's table, and the Service ports left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
-    /// The script: creates the table if missing, deletes it, writes it anew, all in the
-    /// one transaction `nft -f` makes of a file.
-    pub script: String,
-    /// The same table as data, for [`Table::update_script`].
+    /// The table as data: [`Table::full_script`] loads it whole, [`Table::update_script`]
+    /// turns an earlier one into it.
     pub table: Table,
     /// `namespace/name port: why`, for each Service port that got no rules.
     pub skipped: Vec<String>,
@@ -82,14 +80,20 @@ struct PortRules {
     endpoints: Vec<Endpoint>,
 }
 
+impl Ruleset {
+    /// The script that loads the table whole (written on demand: after the first load,
+    /// netd mostly needs only [`Table::update_script`]).
+    pub fn script(&self) -> String {
+        self.table.full_script()
+    }
+}
+
 /// Computes the table for this node. Deterministic: the same input gives the same script.
 pub fn ruleset(input: &ProxyInput<'_>) -> Ruleset {
     let mut skipped = Vec::new();
     let ports = service_ports(input, &mut skipped);
-    let table = table(input.cluster_cidr, &ports);
     Ruleset {
-        script: table.full_script(),
-        table,
+        table: table(input.cluster_cidr, &ports),
         skipped,
     }
 }

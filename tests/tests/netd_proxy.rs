@@ -129,7 +129,7 @@ fn cluster_ip_and_node_port_reach_the_pod_and_no_endpoints_is_refused() -> Resul
         slices: &slices,
     });
     let file = m.dir.path().join("rules.nft");
-    std::fs::write(&file, &rules.script)?;
+    std::fs::write(&file, rules.script())?;
     let file = file.display().to_string();
     // Loaded twice: the second load replaces the table instead of adding to it.
     for _ in 0..2 {
@@ -233,7 +233,7 @@ fn an_update_in_place_reaches_the_same_table_as_a_full_load() -> Result<()> {
         ])?;
         Ok(())
     };
-    load(&before.script, "before.nft")?;
+    load(&before.script(), "before.nft")?;
     let update = after
         .table
         .update_script(&before.table)
@@ -261,7 +261,7 @@ fn an_update_in_place_reaches_the_same_table_as_a_full_load() -> Result<()> {
         "`other` lost its endpoint but still answered"
     );
 
-    load(&after.script, "after.nft")?;
+    load(&after.script(), "after.nft")?;
     let full = table_items(&m.node)?;
     ensure!(
         updated == full,

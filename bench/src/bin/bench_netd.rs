@@ -130,7 +130,7 @@ async fn rules(n: usize, per: usize) -> Result<()> {
                 .table
                 .update_script(before)
                 .context("an update of the same cluster CIDR")?,
-            None => r.script.clone(),
+            None => r.script(),
         };
         let build = started.elapsed();
         ensure!(r.skipped.is_empty(), "{:?}", r.skipped);

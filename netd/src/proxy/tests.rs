@@ -56,7 +56,7 @@ fn chain<'a>(script: &'a str, name: &str) -> &'a str {
 #[test]
 fn cluster_ip_node_port_and_external_ip_reach_every_ready_endpoint() {
     let r = rules(&[web()], &[web_slice(None)]);
-    let s = &r.script;
+    let s = &r.script();
     assert!(r.skipped.is_empty(), "{:?}", r.skipped);
     assert!(
         s.contains("10.96.0.20 . tcp . 80 : goto svc_shop_web_http_tcp"),
@@ -96,18 +96,18 @@ fn a_cluster_ip_only_service_gets_no_external_chain() {
     spec.type_ = Some("ClusterIP".into());
     spec.external_ips = None;
     spec.ports.as_mut().unwrap()[0].node_port = None;
-    let s = rules(&[svc], &[web_slice(None)]).script;
+    let s = rules(&[svc], &[web_slice(None)]).script();
     assert!(s.contains("chain svc_shop_web_http_tcp"), "{s}");
     assert!(!s.contains("ext_shop_web_http_tcp"), "{s}");
 }
 
 #[test]
 fn endpoints_that_are_not_ready_are_left_out_and_none_rejects() {
-    let s = rules(&[web()], &[web_slice(Some(false))]).script;
+    let s = rules(&[web()], &[web_slice(Some(false))]).script();
     assert!(s.contains("map { 0 : 10.244.1.5 . 8080 }"), "{s}");
     assert!(!s.contains("10.244.2.9 . 8080"), "{s}");
 
-    let s = rules(&[web()], &[]).script;
+    let s = rules(&[web()], &[]).script();
     assert!(!s.contains("chain svc_"), "{s}");
     assert!(
         s.contains("elements = { 10.96.0.20 . tcp . 80, 192.0.2.7 . tcp . 80 }"),
@@ -120,7 +120,7 @@ fn endpoints_that_are_not_ready_are_left_out_and_none_rejects() {
 fn local_traffic_policy_keeps_external_traffic_on_this_node_unmasqueraded() {
     let mut svc = web();
     svc.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
-    let s = rules(std::slice::from_ref(&svc), &[web_slice(Some(true))]).script;
+    let s = rules(std::slice::from_ref(&svc), &[web_slice(Some(true))]).script();
     let ext = chain(&s, "ext_shop_web_http_tcp");
     assert!(ext.contains("mod 1 map { 0 : 10.244.1.5 . 8080 }"), "{ext}");
     assert!(!ext.contains("mark"), "the client's address is kept: {ext}");
@@ -138,7 +138,7 @@ fn local_traffic_policy_keeps_external_traffic_on_this_node_unmasqueraded() {
         "ports": [{"name": "http", "port": 8080}],
         "endpoints": [{"addresses": ["10.244.2.9"], "nodeName": "node-b"}]
     }));
-    let s = rules(&[svc], &[remote_only]).script;
+    let s = rules(&[svc], &[remote_only]).script();
     assert_eq!(chain(&s, "ext_shop_web_http_tcp"), "drop", "{s}");
 }
 
@@ -157,11 +157,15 @@ fn headless_external_name_ipv6_and_odd_protocols() {
             {"name": "weird", "port": 9, "protocol": "DCCP"}]}}),
     );
     let r = rules(&[headless, external, v6, udp], &[]);
-    assert!(!r.script.contains("5432") && !r.script.contains("example.com"));
+    assert!(!r.script().contains("5432") && !r.script().contains("example.com"));
     assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
     assert!(r.skipped.iter().any(|s| s.contains("IPv4-only")));
     assert!(r.skipped.iter().any(|s| s.contains("DCCP")));
-    assert!(r.script.contains("10.96.0.10 . udp . 53"), "{}", r.script);
+    assert!(
+        r.script().contains("10.96.0.10 . udp . 53"),
+        "{}",
+        r.script()
+    );
 }
 
 #[test]
@@ -170,7 +174,7 @@ fn the_same_input_gives_the_same_script() {
     let b = rules(&[web()], &[web_slice(None)]);
     assert_eq!(a, b);
     assert!(a
-        .script
+        .script()
         .starts_with("table ip skiff_netd\ndelete table ip skiff_netd\n"));
 }
 
