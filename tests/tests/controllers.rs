@@ -39,7 +39,19 @@ struct SimulatedKubelet {
 }
 
 impl SimulatedKubelet {
+    /// Readies every pod, bound or not: for tests without a scheduler.
     fn start(client: &Client) -> SimulatedKubelet {
+        SimulatedKubelet::spawn(client, false)
+    }
+
+    /// Readies pods once they are bound to a node, as only a node's kubelet would: for
+    /// tests with a scheduler, where a controller must not see a pod Ready before the
+    /// scheduler has placed it.
+    fn start_for_bound_pods(client: &Client) -> SimulatedKubelet {
+        SimulatedKubelet::spawn(client, true)
+    }
+
+    fn spawn(client: &Client, bound_only: bool) -> SimulatedKubelet {
         let api: Api<Pod> = Api::all(client.clone());
         let client = client.clone();
         let task = tokio::spawn(async move {
@@ -50,6 +62,14 @@ impl SimulatedKubelet {
                     _ => continue,
                 };
                 if pod.metadata.deletion_timestamp.is_some() || is_ready(&pod) {
+                    continue;
+                }
+                let bound = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                if bound_only && !bound {
                     continue;
                 }
                 let ns = pod.namespace().unwrap_or("default").to_string();
@@ -1717,7 +1737,7 @@ async fn daemonset_skips_a_tainted_node_covers_a_cordoned_one_and_a_node_added_l
     let _cm = ControllerManager::start(&cp, &["--controllers=*,-nodelifecycle"]).await?;
     let _scheduler = SchedulerProcess::start(cp.kubeconfig(), cp.dir(), "ds", &[]).await?;
     let client = Client::new(&cp.url(0))?;
-    let _kubelet = SimulatedKubelet::start(&client);
+    let _kubelet = SimulatedKubelet::start_for_bound_pods(&client);
     let nodes: Api<Node> = Api::all(client.clone());
     let taint = |key: &str| Taint {
         key: key.into(),
