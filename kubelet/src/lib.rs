@@ -37,6 +37,7 @@ pub mod reference;
 pub mod registries;
 pub mod runtime;
 mod server;
+pub mod spdy;
 pub mod spec;
 pub mod streaming;
 pub mod volume;

@@ -1,8 +1,9 @@
 //! `skiffctl exec`, `cp` and `port-forward` through a real apiserver to a real kubelet
-//! with pods in containerd, and the kubelet's refusal of SPDY port-forwarding.
+//! with pods in containerd, and real `kubectl port-forward` (SPDY, tunnelled in
+//! WebSocket or not) against the same pod.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -13,6 +14,7 @@ use skiff_tests::control_plane::ControlPlane;
 use skiff_tests::kubelet::{ensure_images, image, KubeletNode};
 use skiff_tests::skiffctl::Skiffctl;
 use skiff_tests::wait::eventually;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -196,31 +198,40 @@ impl Drop for Forward {
     }
 }
 
-/// Starts `skiffctl port-forward args…` and reads the local port from its first line.
-fn port_forward(ctl: &Skiffctl, args: &[&str], remote: u16) -> Result<Forward> {
-    let mut child = ctl
-        .cmd()
-        .arg("port-forward")
-        .args(args)
+/// Starts a port-forward (`skiffctl` or `kubectl`, which print the same first line) and
+/// reads the local port from its first line.
+fn port_forward(mut cmd: Command, remote: u16) -> Result<Forward> {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut forward = Forward { child, port: 0 };
+    forward.port = local_port(stdout, remote)?;
+    Ok(forward)
+}
+
+/// `skiffctl port-forward args…`.
+fn forward_with(ctl: &Skiffctl, args: &[&str]) -> Command {
+    let mut cmd = ctl.cmd();
+    cmd.arg("port-forward").args(args);
+    cmd
+}
+
+/// The local port of `Forwarding from 127.0.0.1:PORT -> REMOTE`, the first line.
+fn local_port(stdout: ChildStdout, remote: u16) -> Result<u16> {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    // Later lines ("Handling connection for …") are read and dropped, so that skiffctl
-    // never writes into a closed pipe.
+    // Later lines ("Handling connection for …") are read and dropped, so that the
+    // forwarder never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    // `Forwarding from 127.0.0.1:PORT -> REMOTE`
     let rest = line
         .strip_prefix("Forwarding from 127.0.0.1:")
         .with_context(|| format!("first line {line:?}"))?;
     let (port, to) = rest.trim().split_once(" -> ").context("no arrow")?;
     ensure!(to == remote.to_string(), "forwarding to {to}, not {remote}");
-    forward.port = port.parse()?;
-    Ok(forward)
+    Ok(port.parse()?)
 }
 
 async fn fetch(port: u16) -> Result<String> {
@@ -248,6 +259,7 @@ async fn skiffctl_port_forward_reaches_pods_and_services() -> Result<()> {
             {"name": "httpd", "image": image("httpd"),
              "ports": [{"name": "http", "containerPort": 8080}]},
             {"name": "client", "image": image("busybox"), "command": ["sleep", "3600"]},
+            {"name": "echo", "image": image("busybox"), "command": ["nc", "-ll", "-p", "9000", "-e", "cat"]},
         ]},
     }))?;
     pods.create(&PostParams::default(), &pod).await?;
@@ -293,7 +305,7 @@ async fn skiffctl_port_forward_reaches_pods_and_services() -> Result<()> {
     );
 
     // A pod's port by number, on a free local port.
-    let to_pod = port_forward(&ctl, &["pod/web", ":8080"], 8080)?;
+    let to_pod = port_forward(forward_with(&ctl, &["pod/web", ":8080"]), 8080)?;
     let body = fetch(to_pod.port).await?;
     ensure!(
         body.contains("hello from skiff"),
@@ -305,7 +317,7 @@ async fn skiffctl_port_forward_reaches_pods_and_services() -> Result<()> {
     drop(to_pod);
 
     // A Service's port maps to its named targetPort on a pod of its selector.
-    let to_svc = port_forward(&ctl, &["svc/web", ":80"], 8080)?;
+    let to_svc = port_forward(forward_with(&ctl, &["svc/web", ":80"]), 8080)?;
     let body = fetch(to_svc.port).await?;
     ensure!(
         body.contains("hello from skiff"),
@@ -318,67 +330,100 @@ async fn skiffctl_port_forward_reaches_pods_and_services() -> Result<()> {
         "{no_port}"
     );
 
-    // SPDY port-forwarding (what kubectl sends) gets a clear refusal, not a hang.
-    let url = cp.url(0);
-    let authority = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let answer = tokio::task::spawn_blocking(move || -> Result<String> {
-        let mut s = std::net::TcpStream::connect(&authority)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            s,
-            "GET /api/v1/namespaces/default/pods/web/portforward?ports=8080 HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n\r\n"
-        )?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match s.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    if text(&buf).contains("skiffctl port-forward") {
-                        break;
-                    }
-                }
-                Err(e) => bail!("reading the answer: {e} (so far {:?})", text(&buf)),
-            }
-        }
-        Ok(text(&buf))
-    })
-    .await??;
-    ensure!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    ensure!(answer.contains("skiffctl port-forward"), "{answer}");
+    // Real kubectl speaks SPDY: tunnelled in a WebSocket first (kubectl 1.31+), and
+    // plain after `Upgrade: SPDY/3.1` when that is turned off.
+    let mut tunnelled = cp.kubectl_cmd();
+    tunnelled.args(["port-forward", "pod/web", "0:8080"]);
+    let to_pod = port_forward(tunnelled, 8080)?;
+    let body = fetch(to_pod.port).await?;
+    ensure!(
+        body.contains("hello from skiff"),
+        "kubectl, tunnelled: {body:?}"
+    );
+    ensure!(fetch(to_pod.port).await? == body, "a second connection");
+    ensure!(
+        node.log_tail(400)
+            .contains("port-forward over SPDY in WebSocket"),
+        "kubectl did not tunnel: {}",
+        node.log_tail(40)
+    );
+    drop(to_pod);
 
-    // And real kubectl port-forward ends with that message too.
-    let mut kubectl = cp
+    let mut plain = cp.kubectl_cmd();
+    plain
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .args(["port-forward", "svc/web", "0:80"]);
+    let to_svc = port_forward(plain, 8080)?;
+    let body = fetch(to_svc.port).await?;
+    ensure!(
+        body.contains("hello from skiff"),
+        "kubectl, plain SPDY: {body:?}"
+    );
+    ensure!(
+        node.log_tail(400)
+            .lines()
+            .any(|l| l.contains("port-forward over SPDY") && !l.contains("in WebSocket")),
+        "kubectl did not upgrade to SPDY: {}",
+        node.log_tail(40)
+    );
+    drop(to_svc);
+
+    // Many frames both ways and at once: a MiB through the echo container comes back
+    // whole (SPDY's flow control is not waited for, as kubectl never grants more).
+    let mut echo = cp.kubectl_cmd();
+    echo.args(["port-forward", "pod/web", "0:9000"]);
+    let to_echo = port_forward(echo, 9000)?;
+    let sent: Vec<u8> = (0..1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
+    let echoed = eventually("a MiB echoed through kubectl", TIMEOUT, || async {
+        let conn = tokio::net::TcpStream::connect(("127.0.0.1", to_echo.port)).await?;
+        let (mut r, mut w) = conn.into_split();
+        let data = sent.clone();
+        let writer = tokio::spawn(async move { w.write_all(&data).await.map(|_| w) });
+        let mut back = vec![0u8; sent.len()];
+        tokio::time::timeout(Duration::from_secs(30), r.read_exact(&mut back)).await??;
+        drop(writer.await??);
+        Ok(Some(back))
+    })
+    .await?;
+    ensure!(echoed == sent, "the echo differs");
+    drop(to_echo);
+
+    // A port nothing listens on: kubectl reports the kubelet's message.
+    let mut nothing = cp
         .kubectl_cmd()
-        .args(["port-forward", "pod/web", "0:8080"])
+        .args(["port-forward", "pod/web", "0:9999"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = kubectl.try_wait()? {
-            break s;
+    let stderr = nothing.stderr.take().context("stderr")?;
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let said_too = said.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            said_too.lock().unwrap().push_str(&line);
         }
-        if std::time::Instant::now() > deadline {
-            let _ = kubectl.kill();
-            let _ = kubectl.wait();
-            bail!("kubectl port-forward hung");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let mut err = String::new();
-    if let Some(mut e) = kubectl.stderr.take() {
-        e.read_to_string(&mut err)?;
+    });
+    let port = local_port(nothing.stdout.take().context("stdout")?, 9999);
+    let result = async {
+        let port = port?;
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(TIMEOUT, conn.read_to_end(&mut rest)).await;
+        eventually("kubectl's error message", TIMEOUT, || async {
+            let said = said.lock().unwrap().clone();
+            if said
+                .contains("failed to connect to 127.0.0.1:9999 inside the pod's network namespace")
+            {
+                return Ok(Some(()));
+            }
+            bail!("kubectl said {said:?}")
+        })
+        .await
     }
-    ensure!(!status.success(), "kubectl port-forward succeeded: {err}");
-    ensure!(
-        err.contains("skiffctl port-forward"),
-        "kubectl said {err:?}"
-    );
+    .await;
+    let _ = nothing.kill();
+    let _ = nothing.wait();
+    result?;
     drop(node);
     Ok(())
 }
