@@ -12,6 +12,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::credentials::{Credential, Keyring};
 use crate::reference::Reference;
 use crate::registries::{Endpoint, RegistryConfig};
 use crate::runtime::{Runtime, SNAPSHOTTER};
@@ -224,6 +225,30 @@ pub struct Puller {
     insecure_bases: Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
+/// The credentials one pull may offer a registry, and the one it took: blobs are
+/// fetched with it at once rather than after another 401 each.
+struct PullAuth {
+    /// The registry's host, for messages.
+    registry: String,
+    /// From the pod's imagePullSecrets, most specific key first.
+    candidates: Vec<Credential>,
+    /// The `Authorization` value the registry accepted.
+    accepted: std::sync::Mutex<Option<String>>,
+}
+
+impl PullAuth {
+    fn accepted(&self) -> Option<String> {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn accept(&self, header: String) {
+        *self.accepted.lock().unwrap_or_else(|e| e.into_inner()) = Some(header);
+    }
+}
+
 /// Whether a request may skip certificate checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verify {
@@ -299,6 +324,7 @@ impl Puller {
         url: &str,
         accept: &str,
         verify: Verify,
+        auth: &PullAuth,
     ) -> Result<reqwest::Response> {
         let err = |message: String| Error::Image {
             image: image.to_string(),
@@ -308,20 +334,62 @@ impl Puller {
             Verify::Certificates => &self.http,
             Verify::Skip => &self.http_unverified,
         };
-        let resp = client
-            .get(url)
-            .header("Accept", accept)
-            .send()
-            .await
-            .map_err(|e| err(format!("GET {url}: {}", transport_error(url, &e))))?;
+        let send = |authorization: Option<String>| {
+            let mut request = client.get(url).header("Accept", accept);
+            if let Some(value) = authorization {
+                request = request.header(reqwest::header::AUTHORIZATION, value);
+            }
+            async move {
+                request
+                    .send()
+                    .await
+                    .map_err(|e| err(format!("GET {url}: {}", transport_error(url, &e))))
+            }
+        };
+        let accepted = auth.accepted();
+        let mut resp = send(accepted.clone()).await?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let challenge = resp
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let scheme = challenge.split_whitespace().next().unwrap_or("");
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(err(format!(
+                    "GET {url}: 401 Unauthorized: the registry asks for {challenge:?}; skiff's kubelet authenticates to registries with basic authentication only"
+                )));
+            }
+            if auth.candidates.is_empty() {
+                return Err(err(format!(
+                    "GET {url}: 401 Unauthorized: the registry asks for a username and password; give the pod an imagePullSecret with credentials for {} (kubectl create secret docker-registry)",
+                    auth.registry
+                )));
+            }
+            let mut refused = Vec::new();
+            for candidate in &auth.candidates {
+                let header = candidate.basic_authorization();
+                if accepted.as_deref() != Some(header.as_str()) {
+                    resp = send(Some(header.clone())).await?;
+                    if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
+                        auth.accept(header);
+                        break;
+                    }
+                }
+                refused.push(candidate.source.as_str());
+            }
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(err(format!(
+                    "GET {url}: 401 Unauthorized: the registry refused the credentials for {} from {}",
+                    auth.registry,
+                    refused.join(", ")
+                )));
+            }
+        }
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(err(format!("GET {url}: not found")));
-        }
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(err(format!(
-                "GET {url}: the registry asks for authentication, which skiff's kubelet does not support yet"
-            )));
         }
         if !status.is_success() {
             return Err(err(format!("GET {url}: {status}")));
@@ -332,11 +400,21 @@ impl Puller {
     /// Pulls `reference` into containerd and unpacks it; returns the image name. The
     /// mirrors of its `--registry-config` table are tried first, in order, then its
     /// location, as CRI-O does; the image keeps the name the pod gave it.
-    pub async fn pull(&self, rt: &Runtime, reference: &Reference) -> Result<String> {
+    pub async fn pull(
+        &self,
+        rt: &Runtime,
+        reference: &Reference,
+        keyring: &Keyring,
+    ) -> Result<String> {
         let endpoints = self.registries.endpoints(reference)?;
         let mut failures = Vec::new();
         for endpoint in &endpoints {
-            match self.pull_from(rt, reference, endpoint).await {
+            let auth = PullAuth {
+                registry: endpoint.host.clone(),
+                candidates: keyring.lookup(&endpoint.host, &endpoint.path),
+                accepted: std::sync::Mutex::new(None),
+            };
+            match self.pull_from(rt, reference, endpoint, &auth).await {
                 Ok(name) => {
                     if endpoint.mirror {
                         tracing::info!(image = %name, mirror = %endpoint.repository(), "pulled from a mirror");
@@ -365,6 +443,7 @@ impl Puller {
         rt: &Runtime,
         reference: &Reference,
         endpoint: &Endpoint,
+        auth: &PullAuth,
     ) -> Result<String> {
         let name = reference.name();
         let (root, verify) = self.base_for(endpoint).await;
@@ -374,7 +453,7 @@ impl Puller {
         let result = async {
             let accept = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST].join(", ");
             let url = format!("{base}/manifests/{}", reference.manifest_reference());
-            let resp = self.get(&name, &url, &accept, verify).await?;
+            let resp = self.get(&name, &url, &accept, verify, auth).await?;
             let header = resp
                 .headers()
                 .get("content-type")
@@ -408,7 +487,7 @@ impl Puller {
                 })?;
                 let url = format!("{base}/manifests/{}", chosen.digest);
                 let mbytes = self
-                    .get(&name, &url, &accept, verify)
+                    .get(&name, &url, &accept, verify, auth)
                     .await?
                     .bytes()
                     .await
@@ -431,7 +510,7 @@ impl Puller {
                 let url = format!("{base}/blobs/{}", d.digest);
                 let name = name.clone();
                 async move {
-                    let resp = self.get(&name, &url, "*/*", verify).await?;
+                    let resp = self.get(&name, &url, "*/*", verify, auth).await?;
                     let stream = resp.bytes_stream().map(move |c| {
                         c.map(|b| b.to_vec()).map_err(|e| Error::Image {
                             image: name.clone(),

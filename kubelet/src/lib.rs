@@ -23,6 +23,7 @@
 //! kubelet stops, as with Kubernetes; a new kubelet replaces their containers.
 
 pub mod cni;
+pub mod credentials;
 pub mod env;
 pub mod error;
 pub mod events;

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::cni::{self, Attachment, NetworkList};
+use crate::credentials::Keyring;
 use crate::events::{self, PodRef};
 use crate::image::{self, LocalImage};
 use crate::logs;
@@ -887,16 +888,7 @@ impl Worker {
         let secrets: Api<Secret> = Api::namespaced(self.shared.pods.clone(), &self.namespace);
         for name in secret_names {
             if let Some(s) = secrets.get_opt(&name).await? {
-                let mut data: BTreeMap<String, Vec<u8>> = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                for (k, v) in s.string_data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
-                }
-                objects.secrets.insert(name, data);
+                objects.secrets.insert(name, secret_data(s));
             }
         }
         let sources = crate::env::EnvSources {
@@ -1231,8 +1223,12 @@ impl Worker {
             "Pulling",
             format!("Pulling image {image:?}"),
         );
+        let keyring = self.pull_keyring(pod).await;
         let started = Instant::now();
-        self.shared.puller.pull(&self.shared.rt, &reference).await?;
+        self.shared
+            .puller
+            .pull(&self.shared.rt, &reference, &keyring)
+            .await?;
         self.shared
             .metrics
             .image_pulls
@@ -1253,6 +1249,47 @@ impl Worker {
                 image,
                 message: "pulled, but not found in containerd afterwards".into(),
             })
+    }
+
+    /// The registry credentials of the pod's imagePullSecrets. Secrets that are missing
+    /// or unusable get a Warning Event, as Kubernetes gives, and the pull goes on with
+    /// the others: the image may not need them.
+    async fn pull_keyring(&self, pod: &Pod) -> Keyring {
+        let mut keyring = Keyring::default();
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let secrets: Api<Secret> = Api::namespaced(self.shared.pods.clone(), &self.namespace);
+        let mut problems = Vec::new();
+        for name in names {
+            match secrets.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    if let Err(problem) = keyring.add_secret(&name, &secret_data(secret)) {
+                        problems.push(problem);
+                    }
+                }
+                Ok(None) => problems.push(format!("secret {name} not found")),
+                Err(e) => problems.push(format!("secret {name}: {e}")),
+            }
+        }
+        if !problems.is_empty() {
+            self.shared.events.warning(
+                &self.pod_ref(),
+                None,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    problems.join("; ")
+                ),
+            );
+        }
+        keyring
     }
 
     async fn start_container(&mut self, pod: &Pod, c: &Container, restart: bool) -> Result<()> {
@@ -2153,4 +2190,18 @@ pub async fn known_pod_uids(shared: &Shared) -> Result<Vec<String>> {
     uids.sort();
     uids.dedup();
     Ok(uids)
+}
+
+/// A Secret's data, decoded, and its `stringData` should it carry any unconverted.
+fn secret_data(secret: Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    for (k, v) in secret.string_data.unwrap_or_default() {
+        data.insert(k, v.into_bytes());
+    }
+    data
 }

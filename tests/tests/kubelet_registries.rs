@@ -3,7 +3,9 @@
 //! bridge the test makes), are refused with a clear message without the file and used
 //! with `insecure = true` (HTTPS without certificate checks, else plain HTTP); mirrors are tried
 //! in order before the registry itself; a bad file stops the kubelet at startup naming
-//! the file, line and key. Real `docker-registry` processes, pushed with `skopeo`.
+//! the file, line and key; a registry that asks for a password is pulled from with the
+//! pod's imagePullSecrets (made by real `kubectl create secret docker-registry`). Real
+//! `docker-registry` processes, pushed with `skopeo`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,15 @@ use skiff_tests::kubelet::{archive_dir, ensure_images, KubeletNode};
 use skiff_tests::wait::eventually;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The user of the registry that asks for a password.
+const REGISTRY_USER: &str = "puller";
+/// Its password.
+const REGISTRY_PASSWORD: &str = "skiff-test-password";
+/// [`REGISTRY_PASSWORD`] as htpasswd keeps it (bcrypt, the only hash docker-registry
+/// reads; cost 4 to keep the registry quick), made once with Python's crypt module.
+const REGISTRY_PASSWORD_BCRYPT: &str =
+    "$2b$04$WuhWIBbeaQqkULN2Gx73k.TI3yeU9nT0Ufc1gzfJlCPGMRr68pWRa";
 
 /// A bridge with no ports and one non-loopback address (a local address of the host
 /// all the same), removed on drop.
@@ -73,15 +84,21 @@ struct TestRegistry {
 
 impl TestRegistry {
     fn start(ip: &str) -> Result<TestRegistry> {
-        Self::start_with(ip, false)
+        Self::start_with(ip, false, false)
     }
 
     /// A registry serving HTTPS with a self-signed certificate for `ip`.
     fn start_tls(ip: &str) -> Result<TestRegistry> {
-        Self::start_with(ip, true)
+        Self::start_with(ip, true, false)
     }
 
-    fn start_with(ip: &str, tls: bool) -> Result<TestRegistry> {
+    /// A registry that asks for [`REGISTRY_USER`] and [`REGISTRY_PASSWORD`] (basic
+    /// authentication, htpasswd).
+    fn start_with_password(ip: &str) -> Result<TestRegistry> {
+        Self::start_with(ip, false, true)
+    }
+
+    fn start_with(ip: &str, tls: bool, password: bool) -> Result<TestRegistry> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-registry-")
             .tempdir()?;
@@ -115,6 +132,17 @@ impl TestRegistry {
                 key.display()
             ));
         }
+        if password {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(
+                &htpasswd,
+                format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
+            )?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
         std::fs::write(dir.path().join("registry.yml"), config)?;
         let log = std::fs::File::create(dir.path().join("registry.log"))?;
         let child = dying_with_parent(Path::new("/usr/bin/docker-registry"))
@@ -132,8 +160,12 @@ impl TestRegistry {
             .join("layouts/busybox");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let out = Command::new("skopeo")
-                .args(["copy", "--dest-tls-verify=false"])
+            let mut skopeo = Command::new("skopeo");
+            skopeo.args(["copy", "--dest-tls-verify=false"]);
+            if password {
+                skopeo.arg(format!("--dest-creds={REGISTRY_USER}:{REGISTRY_PASSWORD}"));
+            }
+            let out = skopeo
                 .arg(format!("oci:{}", layout.display()))
                 .arg(format!("docker://{}/skiff-test/busybox:1", registry.addr))
                 .output()
@@ -251,6 +283,106 @@ async fn pull_refused(client: &Client, name: &str, words: &[&str]) -> Result<()>
         },
     )
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_secrets_authenticate_to_a_registry() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Event, LocalObjectReference};
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let registry = TestRegistry::start_with_password("127.0.0.1")?;
+    let image = format!("{}/skiff-test/busybox:1", registry.addr);
+    let cp = ControlPlane::start(1).await?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let node = KubeletNode::start(&cp, "kl-reg-auth", &[])?;
+    let with_secrets = |name: &str, secrets: &[&str]| {
+        let mut pod = echo_pod(name, &node.name, &image);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.image_pull_secrets = Some(
+                secrets
+                    .iter()
+                    .map(|s| LocalObjectReference {
+                        name: s.to_string(),
+                    })
+                    .collect(),
+            );
+        }
+        pod
+    };
+
+    // Without a secret the pull fails, saying what the registry wants.
+    pods.create(&PostParams::default(), &with_secrets("anonymous", &[]))
+        .await?;
+    pull_refused(
+        &client,
+        "anonymous",
+        &[&image, "401 Unauthorized", "imagePullSecret"],
+    )
+    .await?;
+
+    // A wrong password is refused, naming the secret it came from.
+    for (name, password) in [
+        ("wrong", "not-the-password"),
+        ("regcred", REGISTRY_PASSWORD),
+    ] {
+        let made = cp.kubectl(&[
+            "create",
+            "secret",
+            "docker-registry",
+            name,
+            &format!("--docker-server={}", registry.addr),
+            &format!("--docker-username={REGISTRY_USER}"),
+            &format!("--docker-password={password}"),
+        ])?;
+        ensure!(
+            made.status.success(),
+            "kubectl create secret: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    pods.create(&PostParams::default(), &with_secrets("refused", &["wrong"]))
+        .await?;
+    pull_refused(
+        &client,
+        "refused",
+        &["refused the credentials", "wrong/.dockerconfigjson"],
+    )
+    .await?;
+
+    // The right one pulls, and a secret that does not exist only gets a Warning.
+    pods.create(
+        &PostParams::default(),
+        &with_secrets("authed", &["missing", "regcred"]),
+    )
+    .await?;
+    wait_succeeded(&pods, "authed").await?;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let warned = events
+        .list(
+            &ListParams::default()
+                .fields("involvedObject.name=authed,reason=FailedToRetrieveImagePullSecret"),
+        )
+        .await?
+        .items;
+    ensure!(
+        warned.iter().any(|e| e
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("secret missing not found"))),
+        "no warning naming the missing secret: {warned:?}"
+    );
+    // The registry answered 401 to the first two and 200 once the password came.
+    let served = std::fs::read_to_string(registry.log_path())?
+        .lines()
+        .filter(|l| l.contains("\"GET /v2/skiff-test/busybox/manifests/1 HTTP/1.1\" 200"))
+        .count();
+    ensure!(
+        served >= 1,
+        "no manifest was served: {}",
+        registry.log_tail()
+    );
+    drop(node);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
