@@ -41,6 +41,7 @@ mod server;
 pub mod spdy;
 pub mod spec;
 pub mod streaming;
+pub mod users;
 pub mod volume;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -33,6 +33,7 @@ use crate::probe::{self, ProbeEvent, Probes, Target};
 use crate::reference::Reference;
 use crate::runtime::{labels, pod_dir, Exit, Runtime};
 use crate::spec::{self, PodNamespaces, SpecInput};
+use crate::users;
 use crate::volume;
 use crate::{Error, Metrics, Result};
 
@@ -1336,6 +1337,12 @@ impl Worker {
             }
         }
         let mounts: Vec<Value> = plans.iter().map(volume::oci_mount).collect();
+        let image_users = match local.config.config.user.as_deref() {
+            Some(u) if users::names_anyone(u) && !spec::runs_as_user(pod, c) => {
+                Some(rt.image_users(&local.chain_id).await?)
+            }
+            _ => None,
+        };
         let spec = spec::oci_spec(&SpecInput {
             pod,
             container: c,
@@ -1349,6 +1356,7 @@ impl Worker {
             cgroups_path: format!("/skiff/{id}"),
             env: &vars,
             mounts: &mounts,
+            image_users: image_users.as_ref(),
         })?;
         let mut l = HashMap::new();
         l.insert(labels::POD_UID.to_string(), self.uid.clone());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use containerd_client::services::v1::container::Runtime as ContainerRuntime;
 use containerd_client::services::v1::snapshots::{
     snapshots_client::SnapshotsClient, CommitSnapshotRequest, PrepareSnapshotRequest,
-    RemoveSnapshotRequest, StatSnapshotRequest,
+    RemoveSnapshotRequest, StatSnapshotRequest, ViewSnapshotRequest,
 };
 use containerd_client::services::v1::{
     containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
@@ -24,6 +24,7 @@ use futures::StreamExt;
 use tonic::transport::Channel;
 use tonic::Request;
 
+use crate::users::{self, ImageUsers};
 use crate::{Error, Result};
 
 /// The snapshotter every image and container uses.
@@ -364,6 +365,41 @@ impl Runtime {
             .await
             .map_err(call("Snapshots.Commit"))?;
         Ok(())
+    }
+
+    /// The users and groups of the image whose top layer is `chain_id`: its
+    /// /etc/passwd and /etc/group, read through a read-only view of its layers (under a
+    /// lease of its own, removed at once) without mounting anything.
+    pub async fn image_users(&self, chain_id: &str) -> Result<ImageUsers> {
+        let key = format!("skiff-users-{:016x}", rand::random::<u64>());
+        self.create_lease(&key).await?;
+        let result = async {
+            let mounts = SnapshotsClient::new(self.channel.clone())
+                .view(self.req_lease(
+                    ViewSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: key.clone(),
+                        parent: chain_id.to_string(),
+                        labels: HashMap::new(),
+                    },
+                    Some(&key),
+                ))
+                .await
+                .map_err(call("Snapshots.View"))?
+                .into_inner()
+                .mounts;
+            let mounts: Vec<(String, String, Vec<String>)> = mounts
+                .into_iter()
+                .map(|m| (m.r#type, m.source, m.options))
+                .collect();
+            let dirs = users::layer_dirs(&mounts);
+            let read = |f: &str| users::read_in_layers(&dirs, Path::new(f)).unwrap_or_default();
+            Ok(ImageUsers::parse(&read("etc/passwd"), &read("etc/group")))
+        }
+        .await;
+        let _ = self.remove_snapshot(&key).await;
+        let _ = self.delete_lease(&key).await;
+        result
     }
 
     /// Removes a snapshot; a missing one is not an error.

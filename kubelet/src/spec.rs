@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{json, Value};
 
 use crate::image::ProcessConfig;
+use crate::users::{self, ImageUsers, ProcessUser};
 use crate::{Error, Result};
 
 /// The process arguments as Kubernetes decides them: `command` replaces ENTRYPOINT
@@ -95,9 +96,31 @@ pub fn expand(value: &str, vars: &[(String, String)]) -> String {
     out
 }
 
-/// The uid and gid to run as: securityContext first (container, then pod), else the
-/// image's USER (numeric `uid[:gid]`, or `root`).
-pub fn user(pod: &Pod, container: &Container, image: &ProcessConfig) -> Result<(u32, u32)> {
+/// Whether the container's or the pod's securityContext sets runAsUser, which replaces
+/// the image's USER.
+pub fn runs_as_user(pod: &Pod, container: &Container) -> bool {
+    container
+        .security_context
+        .as_ref()
+        .and_then(|s| s.run_as_user)
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|s| s.run_as_user)
+        })
+        .is_some()
+}
+
+/// The identity to run as: securityContext first (container, then pod), else the
+/// image's USER, resolved in the image's /etc/passwd and /etc/group (`files`, read
+/// when USER names someone); the pod's supplementalGroups join the additional groups.
+pub fn user(
+    pod: &Pod,
+    container: &Container,
+    image: &ProcessConfig,
+    files: Option<&ImageUsers>,
+) -> Result<ProcessUser> {
     let csc = container.security_context.as_ref();
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let run_as_user = csc
@@ -106,42 +129,17 @@ pub fn user(pod: &Pod, container: &Container, image: &ProcessConfig) -> Result<(
     let run_as_group = csc
         .and_then(|s| s.run_as_group)
         .or_else(|| psc.and_then(|s| s.run_as_group));
-    let image_user = image.user.clone().unwrap_or_default();
     // runAsUser replaces the image's USER entirely, so a user name there is no error.
-    let image_user = if run_as_user.is_some() {
-        String::new()
-    } else {
-        image_user
+    let image_user = match run_as_user {
+        Some(_) => "",
+        None => image.user.as_deref().unwrap_or(""),
     };
-    let (image_uid, image_gid) = if image_user.is_empty() || image_user == "root" {
-        (0, None)
-    } else {
-        let (u, g) = match image_user.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (image_user.as_str(), None),
-        };
-        let uid = if u == "root" {
-            0
-        } else {
-            u.parse::<u32>().map_err(|_| {
-                Error::Spec(format!(
-                    "container {:?}: the image's USER {image_user:?} is a name; skiff's kubelet only runs numeric users (set securityContext.runAsUser)",
-                    container.name
-                ))
-            })?
-        };
-        let gid = match g {
-            None => None,
-            Some("root") => Some(0),
-            Some(g) => Some(g.parse::<u32>().map_err(|_| {
-                Error::Spec(format!(
-                    "container {:?}: the image's USER group {g:?} is not numeric",
-                    container.name
-                ))
-            })?),
-        };
-        (uid, gid)
-    };
+    let mut resolved = users::resolve(image_user, files).map_err(|e| {
+        Error::Spec(format!(
+            "container {:?}: the image's USER {image_user:?}: {e}",
+            container.name
+        ))
+    })?;
     let to_u32 = |v: i64, what: &str| {
         u32::try_from(v).map_err(|_| {
             Error::Spec(format!(
@@ -150,15 +148,24 @@ pub fn user(pod: &Pod, container: &Container, image: &ProcessConfig) -> Result<(
             ))
         })
     };
-    let uid = match run_as_user {
-        Some(u) => to_u32(u, "runAsUser")?,
-        None => image_uid,
-    };
-    let gid = match run_as_group {
-        Some(g) => to_u32(g, "runAsGroup")?,
-        None => image_gid.unwrap_or(0),
-    };
-    Ok((uid, gid))
+    if let Some(u) = run_as_user {
+        resolved.uid = to_u32(u, "runAsUser")?;
+    }
+    if let Some(g) = run_as_group {
+        resolved.gid = to_u32(g, "runAsGroup")?;
+    }
+    for g in psc
+        .and_then(|s| s.supplemental_groups.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        resolved
+            .additional_gids
+            .push(to_u32(*g, "supplementalGroups")?);
+    }
+    resolved.additional_gids.sort_unstable();
+    resolved.additional_gids.dedup();
+    Ok(resolved)
 }
 
 /// The CFS period the kubelet sets with a CPU limit (100 ms, Kubernetes' default).
@@ -348,6 +355,8 @@ pub struct SpecInput<'a> {
     pub env: &'a [(String, String)],
     /// The container's volume mounts ([`crate::volume::oci_mount`]).
     pub mounts: &'a [Value],
+    /// The image's users and groups, when its USER names one.
+    pub image_users: Option<&'a ImageUsers>,
 }
 
 const DEFAULT_CAPS: &[&str] = &[
@@ -379,7 +388,11 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
         .unwrap_or_else(|| pod_name.clone());
     let args = process_args(input.container, input.image)?;
     let env = environment(input.image, &hostname, input.env);
-    let (uid, gid) = user(input.pod, input.container, input.image)?;
+    let identity = user(input.pod, input.container, input.image, input.image_users)?;
+    let mut process_user = json!({"uid": identity.uid, "gid": identity.gid});
+    if !identity.additional_gids.is_empty() {
+        process_user["additionalGids"] = json!(identity.additional_gids);
+    }
     let cwd = input
         .container
         .working_dir
@@ -399,7 +412,7 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
         "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": false,
-            "user": {"uid": uid, "gid": gid},
+            "user": process_user,
             "args": args,
             "env": env,
             "cwd": cwd,
@@ -651,19 +664,48 @@ mod tests {
             user: Some(u.into()),
             ..Default::default()
         };
-        assert_eq!(user(&pod, &container, &image("")).unwrap(), (0, 0));
-        assert_eq!(user(&pod, &container, &image("1000")).unwrap(), (1000, 0));
+        let ids = |u: ProcessUser| (u.uid, u.gid);
         assert_eq!(
-            user(&pod, &container, &image("1000:50")).unwrap(),
+            ids(user(&pod, &container, &image(""), None).unwrap()),
+            (0, 0)
+        );
+        assert_eq!(
+            ids(user(&pod, &container, &image("1000"), None).unwrap()),
+            (1000, 0)
+        );
+        assert_eq!(
+            ids(user(&pod, &container, &image("1000:50"), None).unwrap()),
             (1000, 50)
         );
-        assert!(user(&pod, &container, &image("nginx")).is_err());
+        let e = user(&pod, &container, &image("nginx"), None).unwrap_err();
+        assert!(e.to_string().contains("unable to find user nginx"), "{e}");
+        let files = ImageUsers::parse("nginx:x:101:101::/:/bin/sh\n", "web:x:33:nginx\n");
+        let nginx = user(&pod, &container, &image("nginx"), Some(&files)).unwrap();
+        assert_eq!(
+            (nginx.uid, nginx.gid, nginx.additional_gids),
+            (101, 101, vec![33])
+        );
         let mut container = container;
         container.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
             run_as_user: Some(7),
             ..Default::default()
         });
-        assert_eq!(user(&pod, &container, &image("nginx")).unwrap(), (7, 0));
+        assert_eq!(
+            ids(user(&pod, &container, &image("nginx"), None).unwrap()),
+            (7, 0)
+        );
+        let grouped = Pod {
+            spec: Some(PodSpec {
+                security_context: Some(k8s_openapi::api::core::v1::PodSecurityContext {
+                    supplemental_groups: Some(vec![2000, 33]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let with_extra = user(&grouped, &c(None, None), &image("nginx"), Some(&files)).unwrap();
+        assert_eq!(with_extra.additional_gids, vec![33, 2000]);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 #                         and shows how command/args replace ENTRYPOINT/CMD
 #   skiff-test/memhog:1   holds $ALLOC_MB (default 64) MiB in a shell variable, then
 #                         sleeps; ENTRYPOINT ["sh","-c", …]
+#   skiff-test/nobody:1   USER nobody (uid 65534, group nogroup, also in group staff
+#                         of /etc/group); CMD ["id"]
 #
 # Environment:
 #   SKIFF_REGISTRY     host:port of the registry (default 127.0.0.1:5000). It must be
@@ -29,7 +31,7 @@ set -euo pipefail
 registry="${SKIFF_REGISTRY:-127.0.0.1:5000}"
 dir="${SKIFF_IMAGES_DIR:-/var/lib/skiff/test-images}"
 busybox=/bin/busybox
-images=(busybox httpd fail greet memhog)
+images=(busybox httpd fail greet memhog nobody)
 
 say() { printf 'images: %s\n' "$*"; }
 die() {
@@ -124,7 +126,7 @@ for applet in $("$busybox" --list); do
     [ "$applet" = busybox ] || ln -s busybox "$tree/bin/$applet"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$tree/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$tree/etc/group"
+printf 'root:x:0:\nstaff:x:50:nobody\nnogroup:x:65534:\n' >"$tree/etc/group"
 echo "hello from skiff" >"$tree/www/index.html"
 
 path_env='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
@@ -133,6 +135,7 @@ build_layout httpd "$tree" "$path_env,\"Cmd\":[\"httpd\",\"-f\",\"-v\",\"-p\",\"
 build_layout fail "$tree" "$path_env,\"Entrypoint\":[\"sh\",\"-c\",\"echo failing; exit 3\"]"
 build_layout greet "$tree" "$path_env,\"Entrypoint\":[\"echo\",\"hello\"],\"Cmd\":[\"world\"]"
 build_layout memhog "$tree" "\"Env\":[\"PATH=/bin\",\"ALLOC_MB=64\"],\"Entrypoint\":[\"sh\",\"-c\",\"x=\$(head -c \${ALLOC_MB}m /dev/zero | tr -c a a); echo allocated \${#x} bytes; exec sleep 3600\"]"
+build_layout nobody "$tree" "$path_env,\"User\":\"nobody\",\"Cmd\":[\"id\"]"
 rm -rf "$tree"
 echo "$stamp" >"$dir/layouts/stamp"
 fi

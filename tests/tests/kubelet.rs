@@ -233,6 +233,57 @@ async fn pods_that_exit_succeed_or_fail() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_image_user_is_looked_up_in_the_images_files() -> Result<()> {
+    let s = setup("kl-user").await?;
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), "default");
+    // USER nobody: uid and primary group from the image's /etc/passwd, and group staff
+    // (50) because /etc/group lists nobody in it; the pod's supplementalGroups join.
+    let mut named = pod("named", &s.node.name, &image("nobody"), None, "Never");
+    if let Some(spec) = named.spec.as_mut() {
+        spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            supplemental_groups: Some(vec![2000]),
+            ..Default::default()
+        });
+    }
+    // runAsUser replaces USER entirely: no lookup, group 0.
+    let mut numbered = pod("numbered", &s.node.name, &image("nobody"), None, "Never");
+    if let Some(spec) = numbered.spec.as_mut() {
+        spec.containers[0].security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_user: Some(1234),
+            ..Default::default()
+        });
+    }
+    for p in [&named, &numbered] {
+        pods.create(&PostParams::default(), p).await?;
+    }
+    let id_of = |p: &Pod| -> Result<String> {
+        let log = read_log(&log_dir(&s, p)?.join("main/0.log"))?;
+        Ok(log
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.content).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    };
+    let named = wait_phase(&pods, "named", "Succeeded").await?;
+    let id = id_of(&named)?;
+    ensure!(
+        id.starts_with("uid=65534(nobody) gid=65534(nogroup) groups=")
+            && id.contains("50(staff)")
+            && id.contains("2000"),
+        "id said {id:?}"
+    );
+    let numbered = wait_phase(&pods, "numbered", "Succeeded").await?;
+    let id = id_of(&numbered)?;
+    ensure!(id.starts_with("uid=1234 gid=0(root)"), "id said {id:?}");
+    // The read-only view the lookup reads through is gone with its lease.
+    let snapshots = s.node.ctr(&["snapshots", "ls"])?;
+    ensure!(!snapshots.contains("skiff-users-"), "{snapshots}");
+    let leases = s.node.ctr(&["leases", "ls"])?;
+    ensure!(!leases.contains("skiff-users-"), "{leases}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_container_restarts_with_back_off() -> Result<()> {
     let s = setup("kl-backoff").await?;
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), "default");
