@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use containerd_client::types::Descriptor;
 use futures::StreamExt;
@@ -257,13 +258,14 @@ enum Verify {
 }
 
 impl Puller {
-    /// A puller with its own HTTP clients and the per-registry settings of
-    /// `--registry-config`.
-    pub fn new(registries: RegistryConfig) -> Result<Puller> {
+    /// A puller with its own HTTP clients, the per-registry settings of
+    /// `--registry-config`, and how long a registry may send nothing.
+    pub fn new(registries: RegistryConfig, progress_deadline: Duration) -> Result<Puller> {
         let client = |skip_verify: bool| {
             skiff_client::reqwest_builder()
-                .connect_timeout(std::time::Duration::from_secs(10))
-                .read_timeout(std::time::Duration::from_secs(60))
+                .connect_timeout(progress_deadline.min(Duration::from_secs(10)))
+                // Per read, so a slow but flowing blob is fine and a silent one is not.
+                .read_timeout(progress_deadline)
                 .tls_danger_accept_invalid_certs(skip_verify)
                 .build()
                 .map_err(|e| Error::Config(format!("HTTP client: {e}")))

@@ -89,6 +89,8 @@ pub struct Config {
     pub image_dir: Option<PathBuf>,
     /// --registry-config: per-registry settings (empty without the flag).
     pub registries: registries::RegistryConfig,
+    /// --image-pull-progress-deadline: how long a registry may send nothing.
+    pub image_pull_progress_deadline: std::time::Duration,
     /// --pod-logs-dir: where container logs go (/var/log/pods).
     pub pod_logs_dir: PathBuf,
     /// --container-log-max-size and --container-log-max-files.
@@ -249,7 +251,10 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let shared = Arc::new(pod::Shared {
         rt: rt.clone(),
         attachments,
-        puller: image::Puller::new(config.registries.clone())?,
+        puller: image::Puller::new(
+            config.registries.clone(),
+            config.image_pull_progress_deadline,
+        )?,
         cni: cni::Cni {
             bin_dirs: config.cni_bin_dirs.clone(),
             conf_dir: config.cni_conf_dir.clone(),

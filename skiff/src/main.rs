@@ -255,6 +255,10 @@ struct KubeletFlags {
     /// containers-registries.conf(5), the file CRI-O and podman read.
     #[arg(long)]
     registry_config: Option<PathBuf>,
+    /// A pull fails when a registry sends nothing for this long (a request unanswered,
+    /// a blob that stops flowing), as the kubelet's --image-pull-progress-deadline did.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    image_pull_progress_deadline: std::time::Duration,
     /// Directory of the containers' log files (<namespace>_<pod>_<uid>/<container>/<n>.log).
     #[arg(long, default_value = "/var/log/pods")]
     pod_logs_dir: PathBuf,
@@ -329,6 +333,7 @@ impl KubeletFlags {
                 Some(path) => skiff_kubelet::registries::RegistryConfig::load(path)?,
                 None => Default::default(),
             },
+            image_pull_progress_deadline: self.image_pull_progress_deadline,
             pod_logs_dir: self.pod_logs_dir,
             log_rotation: skiff_kubelet::logs::Rotation::parse(
                 &self.container_log_max_size,

@@ -285,6 +285,112 @@ async fn pull_refused(client: &Client, name: &str, words: &[&str]) -> Result<()>
     .await
 }
 
+/// A registry that answers every request with 500; the task ends with the runtime.
+async fn answering_500() -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops!")
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// A registry that accepts connections and never answers; the task ends with the
+/// runtime.
+async fn never_answering() -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_references_and_failing_registries_fail_only_their_pods() -> Result<()> {
+    use k8s_openapi::api::core::v1::Event;
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let failing = answering_500().await?;
+    let silent = never_answering().await?;
+    let cp = ControlPlane::start(1).await?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let node = KubeletNode::start(&cp, "kl-reg-bad", &["--image-pull-progress-deadline", "3s"])?;
+
+    let unparsable = "Busybox:Latest:1";
+    let five_hundred = format!("{failing}/skiff-test/busybox:1");
+    let hanging = format!("{silent}/skiff-test/busybox:1");
+    for (name, image) in [
+        ("unparsable", unparsable.to_string()),
+        ("five-hundred", five_hundred.clone()),
+        ("hanging", hanging.clone()),
+    ] {
+        pods.create(&PostParams::default(), &echo_pod(name, &node.name, &image))
+            .await?;
+    }
+
+    pull_refused(
+        &client,
+        "five-hundred",
+        &[&five_hundred, "500 Internal Server Error"],
+    )
+    .await?;
+    pull_refused(&client, "hanging", &[&hanging, "timed out"]).await?;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(
+        "InvalidImageName with a message and an Event",
+        TIMEOUT,
+        || async {
+            let p = pods.get("unparsable").await?;
+            let waiting = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state?.waiting)
+                .context("no waiting state yet")?;
+            let said = waiting.message.clone().unwrap_or_default();
+            let listed = events
+                .list(&ListParams::default().fields("involvedObject.name=unparsable,reason=Failed"))
+                .await?
+                .items;
+            if waiting.reason.as_deref() == Some("InvalidImageName")
+                && said.contains(unparsable)
+                && listed
+                    .iter()
+                    .any(|e| e.message.as_deref().is_some_and(|m| m.contains(unparsable)))
+            {
+                return Ok(Some(()));
+            }
+            bail!("{waiting:?}; events {listed:?}")
+        },
+    )
+    .await?;
+    // The kubelet goes on serving other pods, while it retries those three.
+    let fine = format!("{}/skiff-test/busybox:1", skiff_tests::kubelet::REGISTRY);
+    pods.create(&PostParams::default(), &echo_pod("fine", &node.name, &fine))
+        .await?;
+    wait_succeeded(&pods, "fine").await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_secrets_authenticate_to_a_registry() -> Result<()> {
     use k8s_openapi::api::core::v1::{Event, LocalObjectReference};
