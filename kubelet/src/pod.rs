@@ -1229,7 +1229,15 @@ impl Worker {
         self.shared
             .puller
             .pull(&self.shared.rt, &reference, &keyring)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                e @ (Error::Image { .. } | Error::InvalidImage { .. }) => e,
+                // containerd failing mid-pull (a full disk) is still a failed pull.
+                other => Error::Image {
+                    image: image.clone(),
+                    message: other.to_string(),
+                },
+            })?;
         self.shared
             .metrics
             .image_pulls

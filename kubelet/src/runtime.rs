@@ -281,17 +281,16 @@ impl Runtime {
             Ok(()) => Ok(()),
             Err(e) if e.is_already_exists() => Ok(()),
             Err(e) => {
-                // A failure of the source (the registry) is the real cause.
-                if let Ok(source) = err_rx.try_recv() {
-                    return Err(source);
-                }
+                // What was written so far goes either way: on a full disk it is what
+                // fills it.
                 let _ =
                     self.content()
                         .abort(self.req(containerd_client::services::v1::AbortRequest {
                             r#ref: reference,
                         }))
                         .await;
-                Err(e)
+                // A failure of the source (the registry) is the real cause.
+                Err(err_rx.try_recv().unwrap_or(e))
             }
         }
     }

@@ -410,12 +410,34 @@ pub struct PrivateContainerd {
 impl PrivateContainerd {
     /// Starts one and waits until it answers.
     pub fn start() -> Result<PrivateContainerd> {
+        Self::start_with_root_size(None)
+    }
+
+    /// Starts one whose root (content store, snapshots, metadata) is a tmpfs of
+    /// `mib` MiB, a disk that fills up; without a size, on the machine's disk.
+    pub fn start_with_root_size(mib: Option<u32>) -> Result<PrivateContainerd> {
         // Under /var/lib, on the file system the machine's containerd uses for overlayfs.
         let dir = PathBuf::from(format!(
             "/var/lib/skiff-test-containerd-{:08x}",
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir)?;
+        if let Some(mib) = mib {
+            let root = dir.join("root");
+            std::fs::create_dir_all(&root)?;
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(&root)
+                .output()?;
+            if !out.status.success() {
+                let _ = std::fs::remove_dir_all(&dir);
+                bail!(
+                    "mounting a tmpfs on {}: {}",
+                    root.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
         let config = format!(
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
              disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use skiff_client::{Api, Client, ListParams, PostParams};
 use skiff_tests::cluster::{dying_with_parent, skiff_binary, tail};
 use skiff_tests::control_plane::{free_port, ControlPlane};
-use skiff_tests::kubelet::{archive_dir, ensure_images, KubeletNode};
+use skiff_tests::kubelet::{archive_dir, ensure_images, KubeletNode, PrivateContainerd};
 use skiff_tests::wait::eventually;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -388,6 +388,124 @@ async fn bad_references_and_failing_registries_fail_only_their_pods() -> Result<
     pods.create(&PostParams::default(), &echo_pod("fine", &node.name, &fine))
         .await?;
     wait_succeeded(&pods, "fine").await?;
+    Ok(())
+}
+
+/// Pushes an image of one uncompressed layer holding `mib` MiB of random bytes to the
+/// test registry under a name of its own, and returns the name.
+fn push_big_image(mib: usize) -> Result<String> {
+    let work = tempfile::Builder::new()
+        .prefix("skiff-big-image-")
+        .tempdir()?;
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(&tree)?;
+    let mut noise = vec![0u8; mib << 20];
+    for chunk in noise.chunks_mut(8) {
+        let r = rand::random::<u64>().to_le_bytes();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+    std::fs::write(tree.join("noise"), noise)?;
+    let layer = work.path().join("layer.tar");
+    let out = Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&layer)
+        .arg(".")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let layout = work.path().join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs)?;
+    let put = |bytes: &[u8]| -> Result<(String, usize)> {
+        let hex: String = ring::digest::digest(&ring::digest::SHA256, bytes)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(blobs.join(&hex), bytes)?;
+        Ok((format!("sha256:{hex}"), bytes.len()))
+    };
+    let (layer_digest, layer_size) = put(&std::fs::read(&layer)?)?;
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let (config_digest, config_size) = put(config.to_string().as_bytes())?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes())?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest, "size": manifest_size,
+        "annotations": {"org.opencontainers.image.ref.name": "1"},
+    }]});
+    std::fs::write(layout.join("index.json"), index.to_string())?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    let name = format!(
+        "{}/skiff-test/big-{:08x}:1",
+        skiff_tests::kubelet::REGISTRY,
+        rand::random::<u32>()
+    );
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:1", layout.display()))
+        .arg(format!("docker://{name}"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_during_a_pull_fails_only_that_pod() -> Result<()> {
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let big = tokio::task::spawn_blocking(|| push_big_image(24)).await??;
+    // containerd's whole root is 16 MiB: busybox fits, the 24 MiB layer does not.
+    let containerd = PrivateContainerd::start_with_root_size(Some(16))?;
+    let cp = ControlPlane::start(1).await?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let node = KubeletNode::start_on(&cp, "kl-full", &[], Some(&containerd.socket()))?;
+    let busybox = format!("{}/skiff-test/busybox:1", skiff_tests::kubelet::REGISTRY);
+    pods.create(
+        &PostParams::default(),
+        &echo_pod("before", &node.name, &busybox),
+    )
+    .await?;
+    wait_succeeded(&pods, "before").await?;
+
+    pods.create(&PostParams::default(), &echo_pod("big", &node.name, &big))
+        .await?;
+    pull_refused(&client, "big", &[&big, "no space left on device"]).await?;
+
+    // The partial blob was let go, so the node still starts pods from what it has.
+    pods.create(
+        &PostParams::default(),
+        &echo_pod("after", &node.name, &busybox),
+    )
+    .await?;
+    wait_succeeded(&pods, "after").await?;
+    let ingests = node.ctr(&["content", "active"])?;
+    ensure!(
+        ingests.lines().filter(|l| !l.trim().is_empty()).count() <= 1,
+        "writes left active: {ingests}"
+    );
+    drop(node);
+    drop(containerd);
     Ok(())
 }
 
