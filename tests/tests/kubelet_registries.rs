@@ -4,8 +4,10 @@
 //! with `insecure = true` (HTTPS without certificate checks, else plain HTTP); mirrors are tried
 //! in order before the registry itself; a bad file stops the kubelet at startup naming
 //! the file, line and key; a registry that asks for a password is pulled from with the
-//! pod's imagePullSecrets (made by real `kubectl create secret docker-registry`). Real
-//! `docker-registry` processes, pushed with `skopeo`.
+//! pod's imagePullSecrets (made by real `kubectl create secret docker-registry`). Bad
+//! input (an unparsable reference, a registry answering 500 or nothing, a full disk
+//! during a pull, a spec the kubelet cannot express) fails only its pod, with a reason,
+//! a message and an Event. Real `docker-registry` processes, pushed with `skopeo`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -383,6 +385,48 @@ async fn bad_references_and_failing_registries_fail_only_their_pods() -> Result<
         },
     )
     .await?;
+    // A spec the kubelet cannot turn into an OCI spec: refused before anything runs.
+    let mut privileged = echo_pod("privileged", &node.name, &five_hundred);
+    if let Some(spec) = privileged.spec.as_mut() {
+        spec.containers[0].security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            privileged: Some(true),
+            ..Default::default()
+        });
+    }
+    pods.create(&PostParams::default(), &privileged).await?;
+    eventually(
+        "CreateContainerConfigError naming privileged",
+        TIMEOUT,
+        || async {
+            let p = pods.get("privileged").await?;
+            let waiting = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state?.waiting)
+                .context("no waiting state yet")?;
+            let listed = events
+                .list(&ListParams::default().fields("involvedObject.name=privileged,reason=Failed"))
+                .await?
+                .items;
+            if waiting.reason.as_deref() == Some("CreateContainerConfigError")
+                && waiting
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("privileged"))
+                && listed.iter().any(|e| {
+                    e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("privileged"))
+                })
+            {
+                return Ok(Some(()));
+            }
+            bail!("{waiting:?}; events {listed:?}")
+        },
+    )
+    .await?;
+
     // The kubelet goes on serving other pods, while it retries those three.
     let fine = format!("{}/skiff-test/busybox:1", skiff_tests::kubelet::REGISTRY);
     pods.create(&PostParams::default(), &echo_pod("fine", &node.name, &fine))
