@@ -100,6 +100,29 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
     )?;
     ensure!(echoed == "HELLO THROUGH STDIN\ndone\n", "echoed {echoed:?}");
 
+    // -it from a terminal (script(1) gives kubectl one, 40 rows by 100 columns): the
+    // command gets a terminal of its own, sized as kubectl's by the resize channel.
+    let kubectl = cp.kubectl_cmd();
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = vec![quote(kubectl.get_program())];
+    line.extend(kubectl.get_args().map(quote));
+    // The size arrives just after the command starts, as with any runtime: it waits.
+    line.push("exec -it shell -c main -- sh -c 'sleep 1; tty; stty size'".into());
+    let in_terminal = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty rows 40 cols 100; {}", line.join(" ")),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let said = String::from_utf8_lossy(&in_terminal.stdout).replace('\r', "");
+    ensure!(
+        in_terminal.status.success() && said.contains("/dev/pts/") && said.contains("40 100"),
+        "exec -it said {said:?} {}",
+        String::from_utf8_lossy(&in_terminal.stderr)
+    );
+
     // Without -c in a two-container pod kubectl picks the first one, as it says.
     let defaulted = cp.kubectl(&["exec", "shell", "--", "true"])?;
     ensure!(defaulted.status.success(), "{defaulted:?}");
