@@ -378,6 +378,68 @@ pub fn fifo_paths(pod_dir: &Path, container_id: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The stdin FIFO of container `container_id` (made only for `stdin: true`).
+pub fn stdin_path(pod_dir: &Path, container_id: &str) -> PathBuf {
+    pod_dir.join("io").join(format!("{container_id}-stdin"))
+}
+
+/// Opens a stdin FIFO's writing end without waiting for its reader: read-write, which a
+/// FIFO allows on Linux, so the open never blocks. (The shim holds a writer too; the
+/// end of input is containerd's CloseIO.)
+pub fn open_stdin(path: &Path) -> Result<tokio::net::unix::pipe::Sender> {
+    tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(path)
+        .map_err(|e| Error::io("opening", path, e))
+}
+
+/// A running container's stdin and terminal, as its pod spec asks (`stdin`,
+/// `stdinOnce`, `tty`); attach sessions write into it.
+#[derive(Debug)]
+pub struct Interactive {
+    stdin: tokio::sync::Mutex<Option<tokio::net::unix::pipe::Sender>>,
+    /// The first attach session to end closes stdin (`stdinOnce`).
+    pub stdin_once: bool,
+    /// The container runs on a terminal.
+    pub tty: bool,
+}
+
+impl Interactive {
+    /// The stdin writer (if the container has stdin) and the spec's flags.
+    pub fn new(
+        stdin: Option<tokio::net::unix::pipe::Sender>,
+        stdin_once: bool,
+        tty: bool,
+    ) -> Interactive {
+        Interactive {
+            stdin: tokio::sync::Mutex::new(stdin),
+            stdin_once,
+            tty,
+        }
+    }
+
+    /// Whether stdin is still open to write into.
+    pub async fn has_stdin(&self) -> bool {
+        self.stdin.lock().await.is_some()
+    }
+
+    /// Writes to the container's stdin; false once it is closed or the reader is gone.
+    pub async fn write(&self, data: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = self.stdin.lock().await;
+        match stdin.as_mut() {
+            Some(w) => w.write_all(data).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Lets go of stdin; no attach writes into it again (the caller ends the
+    /// container's input with CloseIO).
+    pub async fn close(&self) {
+        self.stdin.lock().await.take();
+    }
+}
+
 /// Makes a FIFO (an existing one is kept).
 pub fn make_fifo(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
@@ -429,6 +491,10 @@ pub struct Attachments {
             std::collections::HashMap<String, tokio::sync::broadcast::Sender<OutputChunk>>,
         >,
     >,
+    /// The stdin and terminal of the running containers that have them.
+    interactive: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Interactive>>>,
+    >,
 }
 
 /// Chunks buffered per attach session; a slower client misses output (it stays in the log).
@@ -436,6 +502,27 @@ pub struct Attachments {
 const ATTACH_BUFFER: usize = 16;
 
 impl Attachments {
+    /// Starts publishing the output of container `id`, with its stdin and terminal when
+    /// it has them; both end when the publisher drops.
+    pub fn publish_interactive(&self, id: &str, interactive: Option<Interactive>) -> Publisher {
+        if let Some(i) = interactive {
+            self.interactive
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), std::sync::Arc::new(i));
+        }
+        self.publish(id)
+    }
+
+    /// The stdin and terminal of container `id`, if it has them and runs.
+    pub fn interactive(&self, id: &str) -> Option<std::sync::Arc<Interactive>> {
+        self.interactive
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     /// Starts publishing the output of container `id`; it ends when the publisher drops.
     pub fn publish(&self, id: &str) -> Publisher {
         let (tx, _) = tokio::sync::broadcast::channel(ATTACH_BUFFER);
@@ -490,6 +577,11 @@ impl Drop for Publisher {
             .is_some_and(|tx| tx.same_channel(&self.tx))
         {
             live.remove(&self.id);
+            self.attachments
+                .interactive
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.id);
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::logs;
 use crate::netns::{self, Kind, PodNamespacePaths};
 use crate::probe::{self, ProbeEvent, Probes, Target};
 use crate::reference::Reference;
-use crate::runtime::{labels, pod_dir, Exit, Runtime};
+use crate::runtime::{labels, pod_dir, Exit, Runtime, TaskIo};
 use crate::spec::{self, PodNamespaces, SpecInput};
 use crate::users;
 use crate::volume;
@@ -471,7 +471,18 @@ impl Worker {
                     match logs::LogFile::open(&log_path, self.shared.log_rotation) {
                         Ok(file) => {
                             let reader = |p: &std::path::Path| logs::open_now(p).ok();
-                            let publisher = self.shared.attachments.publish(&c.id);
+                            // The shim still holds stdin open: write into it again.
+                            let tty = cspec.tty == Some(true);
+                            let stdin = (cspec.stdin == Some(true))
+                                .then(|| logs::open_stdin(&logs::stdin_path(&dir, &c.id)).ok())
+                                .flatten();
+                            let interactive = (stdin.is_some() || tty).then(|| {
+                                logs::Interactive::new(stdin, cspec.stdin_once == Some(true), tty)
+                            });
+                            let publisher = self
+                                .shared
+                                .attachments
+                                .publish_interactive(&c.id, interactive);
                             tokio::spawn(logs::pump(reader(&out), reader(&err), file, publisher));
                         }
                         Err(e) => {
@@ -1318,6 +1329,7 @@ impl Worker {
             let (out, err) = logs::fifo_paths(&self.dir(), &old);
             let _ = tokio::fs::remove_file(out).await;
             let _ = tokio::fs::remove_file(err).await;
+            let _ = tokio::fs::remove_file(logs::stdin_path(&self.dir(), &old)).await;
         }
         // The log of the previous run stays (kubectl logs --previous); older ones go.
         if restart_count >= 2 {
@@ -1379,12 +1391,30 @@ impl Worker {
         let started = async {
             let mounts = rt.prepare_snapshot(&id, &local.chain_id, None).await?;
             let (out, err) = logs::fifo_paths(&dir, &id);
+            // On a terminal the one stream is the terminal's: stdout.
+            let tty = c.tty == Some(true);
+            let stdin_path = (c.stdin == Some(true)).then(|| logs::stdin_path(&dir, &id));
             logs::make_fifo(&out)?;
-            logs::make_fifo(&err)?;
+            if !tty {
+                logs::make_fifo(&err)?;
+            }
+            let stdin = match &stdin_path {
+                Some(p) => {
+                    logs::make_fifo(p)?;
+                    Some(logs::open_stdin(p)?)
+                }
+                None => None,
+            };
             let file = logs::LogFile::open(&log_path, rotation)?;
             let out_reader = tokio::spawn(logs::open_when_written(out.clone()));
-            let err_reader = tokio::spawn(logs::open_when_written(err.clone()));
-            if let Err(e) = rt.create_task(&id, mounts, &out, &err).await {
+            let err_reader = (!tty).then(|| tokio::spawn(logs::open_when_written(err.clone())));
+            let io = TaskIo {
+                stdin: stdin_path.as_deref(),
+                stdout: &out,
+                stderr: (!tty).then_some(err.as_path()),
+                terminal: tty,
+            };
+            if let Err(e) = rt.create_task(&id, mounts, io).await {
                 logs::release(&out);
                 logs::release(&err);
                 return Err(e);
@@ -1397,11 +1427,21 @@ impl Worker {
                 }
                 Err(_) => None,
             };
-            let both = async { tokio::join!(out_reader, err_reader) };
+            let both = async {
+                let o = out_reader.await;
+                let e = match err_reader {
+                    Some(r) => reader(r.await),
+                    None => None,
+                };
+                (o, e)
+            };
             match tokio::time::timeout(Duration::from_secs(10), both).await {
                 Ok((o, e)) => {
-                    let publisher = attachments.publish(&id);
-                    tokio::spawn(logs::pump(reader(o), reader(e), file, publisher));
+                    let interactive = (stdin.is_some() || tty).then(|| {
+                        logs::Interactive::new(stdin, c.stdin_once == Some(true), tty)
+                    });
+                    let publisher = attachments.publish_interactive(&id, interactive);
+                    tokio::spawn(logs::pump(reader(o), e, file, publisher));
                 }
                 Err(_) => {
                     tracing::warn!(container = %id, "the runtime did not open the output FIFOs; output not logged");

@@ -25,6 +25,20 @@ use tonic::transport::Channel;
 use tonic::Request;
 
 use crate::users::{self, ImageUsers};
+
+/// The FIFOs of a task's process, and whether it runs on a terminal (whose one stream
+/// is stdout).
+#[derive(Clone, Copy, Debug)]
+pub struct TaskIo<'a> {
+    /// Input, for containers with `stdin: true`.
+    pub stdin: Option<&'a Path>,
+    /// Output (and, on a terminal, everything).
+    pub stdout: &'a Path,
+    /// Errors, unless on a terminal.
+    pub stderr: Option<&'a Path>,
+    /// A terminal (`tty: true`).
+    pub terminal: bool,
+}
 use crate::{Error, Result};
 
 /// The snapshotter every image and container uses.
@@ -551,21 +565,16 @@ impl Runtime {
 
     /// Creates the task (the process, not yet started) of a container; its stdout and
     /// stderr go to the FIFOs `stdout` and `stderr` (made by the caller).
-    pub async fn create_task(
-        &self,
-        id: &str,
-        rootfs: Vec<Mount>,
-        stdout: &Path,
-        stderr: &Path,
-    ) -> Result<u32> {
+    pub async fn create_task(&self, id: &str, rootfs: Vec<Mount>, io: TaskIo<'_>) -> Result<u32> {
+        let path = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
         let r = TasksClient::new(self.channel.clone())
             .create(self.req(CreateTaskRequest {
                 container_id: id.to_string(),
                 rootfs,
-                stdin: String::new(),
-                stdout: stdout.display().to_string(),
-                stderr: stderr.display().to_string(),
-                terminal: false,
+                stdin: path(io.stdin),
+                stdout: io.stdout.display().to_string(),
+                stderr: path(io.stderr),
+                terminal: io.terminal,
                 checkpoint: None,
                 options: None,
                 runtime_path: String::new(),

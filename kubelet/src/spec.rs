@@ -298,9 +298,6 @@ pub fn unsupported(pod: &Pod) -> Option<String> {
         if let Err(e) = resources(c) {
             invalid.push(e.to_string());
         }
-        if c.stdin == Some(true) || c.tty == Some(true) {
-            what.push("stdin/tty");
-        }
         if c.security_context.as_ref().is_some_and(|s| {
             s.privileged == Some(true)
                 || s.capabilities.is_some()
@@ -387,7 +384,12 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
         .and_then(|s| s.hostname.clone())
         .unwrap_or_else(|| pod_name.clone());
     let args = process_args(input.container, input.image)?;
-    let env = environment(input.image, &hostname, input.env);
+    let tty = input.container.tty == Some(true);
+    let mut env = environment(input.image, &hostname, input.env);
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        // What containerd sets for a terminal, so that programs know what they drive.
+        env.push("TERM=xterm".to_string());
+    }
     let identity = user(input.pod, input.container, input.image, input.image_users)?;
     let mut process_user = json!({"uid": identity.uid, "gid": identity.gid});
     if !identity.additional_gids.is_empty() {
@@ -411,7 +413,7 @@ pub fn oci_spec(input: &SpecInput<'_>) -> Result<Value> {
     let mut spec = json!({
         "ociVersion": "1.0.2-dev",
         "process": {
-            "terminal": false,
+            "terminal": tty,
             "user": process_user,
             "args": args,
             "env": env,

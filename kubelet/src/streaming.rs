@@ -195,22 +195,6 @@ async fn attach(
         Ok(o) => o,
         Err(e) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", e),
     };
-    if options.stdin || options.tty {
-        // The kubelet refuses pods with stdin or tty containers, so there is no stdin or
-        // terminal to attach to.
-        return status_response(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("container {container} of pod {namespace}/{pod} has no stdin or terminal to attach to (skiff's kubelet does not run containers with stdin or tty yet); attach without -i and -t"),
-        );
-    }
-    let Ok(upgrade) = upgrade else {
-        return status_response(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "attach needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io; skiff's kubelet does not speak SPDY".into(),
-        );
-    };
     let not_running = || {
         status_response(
             StatusCode::NOT_FOUND,
@@ -218,8 +202,8 @@ async fn attach(
             format!("container {container} of pod {namespace}/{pod} is not running on this node"),
         )
     };
-    let output = match running_container(&s.runtime, &namespace, &pod, &container).await {
-        Ok(Some(c)) => s.attachments.subscribe(&c.id),
+    let running = match running_container(&s.runtime, &namespace, &pod, &container).await {
+        Ok(Some(c)) => c,
         Ok(None) => return not_running(),
         Err(e) => {
             return status_response(
@@ -229,8 +213,20 @@ async fn attach(
             )
         }
     };
-    let Some(output) = output else {
+    let Some(output) = s.attachments.subscribe(&running.id) else {
         return not_running();
+    };
+    // As with containerd, input for a container without stdin (or whose stdinOnce
+    // stdin has closed) is dropped, and a terminal is what the container has.
+    let interactive = s.attachments.interactive(&running.id);
+    // After the checks above: kubectl retries over SPDY after any refusal of its
+    // WebSocket, so a real error must also be the answer to SPDY.
+    let Ok(upgrade) = upgrade else {
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "attach needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io; skiff's kubelet does not speak SPDY".into(),
+        );
     };
     let upgrade = upgrade.protocols(CHANNEL_PROTOCOLS);
     if upgrade.selected_protocol().is_none() {
@@ -243,59 +239,145 @@ async fn attach(
             ),
         );
     }
-    tracing::info!(pod = %format!("{namespace}/{pod}"), %container, "attach");
-    upgrade.on_upgrade(move |socket| attach_session(socket, output, options))
+    let v5 = upgrade
+        .selected_protocol()
+        .is_some_and(|p| p == CHANNEL_PROTOCOLS[0]);
+    tracing::info!(pod = %format!("{namespace}/{pod}"), %container, stdin = options.stdin, tty = options.tty, "attach");
+    let wants_input = options.stdin || options.tty;
+    let session = AttachSession {
+        options,
+        interactive: interactive.filter(|_| wants_input),
+        rt: s.runtime.clone(),
+        container_id: running.id,
+        v5,
+    };
+    upgrade.on_upgrade(move |socket| session.run(socket, output))
 }
 
-/// Forwards a container's output until it ends (the container exited: Success on the
-/// status channel, as Kubernetes reports a finished attach) or the client leaves.
-async fn attach_session(
-    socket: WebSocket,
-    mut output: tokio::sync::broadcast::Receiver<logs::OutputChunk>,
+/// One `kubectl attach`: the container's output out, and with `-i` and `-t` its stdin
+/// and terminal size in.
+struct AttachSession {
     options: ExecOptions,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    let (mut ws_tx, mut ws_rx) = socket.split();
-    loop {
-        tokio::select! {
-            chunk = output.recv() => match chunk {
-                Ok((stream, data)) => {
-                    let chan = match stream {
-                        logs::Stream::Stdout if options.stdout => channel::STDOUT,
-                        logs::Stream::Stderr if options.stderr => channel::STDERR,
-                        _ => continue,
-                    };
-                    let mut msg = Vec::with_capacity(data.len() + 1);
-                    msg.push(chan);
-                    msg.extend_from_slice(&data);
-                    if ws_tx.send(Message::Binary(msg.into())).await.is_err() {
+    interactive: Option<Arc<logs::Interactive>>,
+    rt: Runtime,
+    container_id: String,
+    v5: bool,
+}
+
+impl AttachSession {
+    /// Forwards the container's output until it ends (the container exited: Success on
+    /// the status channel, as Kubernetes reports a finished attach) or the client leaves.
+    async fn run(
+        self,
+        socket: WebSocket,
+        mut output: tokio::sync::broadcast::Receiver<logs::OutputChunk>,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        let (mut ws_tx, mut ws_rx) = socket.split();
+        let options = &self.options;
+        loop {
+            tokio::select! {
+                chunk = output.recv() => match chunk {
+                    Ok((stream, data)) => {
+                        let chan = match stream {
+                            logs::Stream::Stdout if options.stdout || options.tty => channel::STDOUT,
+                            logs::Stream::Stderr if options.stderr => channel::STDERR,
+                            _ => continue,
+                        };
+                        let mut msg = Vec::with_capacity(data.len() + 1);
+                        msg.push(chan);
+                        msg.extend_from_slice(&data);
+                        if ws_tx.send(Message::Binary(msg.into())).await.is_err() {
+                            self.detach().await;
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(chunks = n, "an attach client is too slow; output skipped (it is in the log)");
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                msg = ws_rx.next() => match msg {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
+                        self.detach().await;
                         return;
                     }
+                    Some(Ok(Message::Binary(b))) => self.input(&b).await,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        let mut msg = vec![channel::ERROR];
+        msg.extend_from_slice(
+            json!({"metadata": {}, "status": "Success"})
+                .to_string()
+                .as_bytes(),
+        );
+        let _ = ws_tx.send(Message::Binary(msg.into())).await;
+        let _ = ws_tx
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            })))
+            .await;
+    }
+
+    /// What the client sends: stdin, the terminal's size, and (v5) the end of stdin.
+    async fn input(&self, message: &[u8]) {
+        let Some(interactive) = &self.interactive else {
+            return;
+        };
+        match message.first().copied() {
+            Some(channel::STDIN) if self.options.stdin => {
+                interactive.write(&message[1..]).await;
+            }
+            Some(channel::RESIZE) if interactive.tty => {
+                if let Some((width, height)) = parse_resize(&message[1..]) {
+                    let _ = self
+                        .rt
+                        .tasks()
+                        .resize_pty(self.rt.req(ResizePtyRequest {
+                            container_id: self.container_id.clone(),
+                            exec_id: String::new(),
+                            width,
+                            height,
+                        }))
+                        .await;
                 }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(chunks = n, "an attach client is too slow; output skipped (it is in the log)");
-                }
-                Err(RecvError::Closed) => break,
-            },
-            msg = ws_rx.next() => match msg {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
+            }
+            Some(channel::CLOSE)
+                if self.v5 && message.get(1) == Some(&channel::STDIN) && interactive.stdin_once =>
+            {
+                self.close_stdin(interactive).await;
+            }
+            _ => {}
         }
     }
-    let mut msg = vec![channel::ERROR];
-    msg.extend_from_slice(
-        json!({"metadata": {}, "status": "Success"})
-            .to_string()
-            .as_bytes(),
-    );
-    let _ = ws_tx.send(Message::Binary(msg.into())).await;
-    let _ = ws_tx
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code::NORMAL,
-            reason: "".into(),
-        })))
-        .await;
+
+    /// The client left: with `stdinOnce`, the container's stdin ends with the first
+    /// attach that used it.
+    async fn detach(&self) {
+        if let Some(i) = &self.interactive {
+            if self.options.stdin && i.stdin_once {
+                self.close_stdin(i).await;
+            }
+        }
+    }
+
+    /// Ends the container's input: the shim holds the FIFO open itself, so the end
+    /// comes from CloseIO, after the kubelet lets go of its writer.
+    async fn close_stdin(&self, interactive: &logs::Interactive) {
+        interactive.close().await;
+        let _ = self
+            .rt
+            .tasks()
+            .close_io(self.rt.req(CloseIoRequest {
+                container_id: self.container_id.clone(),
+                exec_id: String::new(),
+                stdin: true,
+            }))
+            .await;
+    }
 }
 
 async fn exec(
@@ -307,13 +389,6 @@ async fn exec(
     let options = match ExecOptions::parse(query.as_deref().unwrap_or("")) {
         Ok(o) => o,
         Err(e) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", e),
-    };
-    let Ok(upgrade) = upgrade else {
-        return status_response(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io; skiff's kubelet does not speak SPDY".into(),
-        );
     };
     let target = match running_container(&s.runtime, &namespace, &pod, &container).await {
         Ok(Some(c)) => c,
@@ -333,6 +408,15 @@ async fn exec(
                 e.to_string(),
             )
         }
+    };
+    // After the container check: kubectl retries over SPDY after any refusal of its
+    // WebSocket, so a real error must also be the answer to SPDY.
+    let Ok(upgrade) = upgrade else {
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io; skiff's kubelet does not speak SPDY".into(),
+        );
     };
     let upgrade = upgrade.protocols(CHANNEL_PROTOCOLS);
     let Some(protocol) = upgrade

@@ -1,6 +1,7 @@
-//! `kubectl exec`, `kubectl cp` and `kubectl attach` through the apiserver's proxy to
-//! `skiff kubelet`'s streaming API (WebSocket, v5.channel.k8s.io), against a real pod
-//! in containerd.
+//! `kubectl exec` (also `-it` on a terminal), `kubectl cp`, `kubectl attach` (also `-i`
+//! into a container's stdin) and `kubectl run -it --rm` through the apiserver's proxy to
+//! `skiff kubelet`'s streaming API (WebSocket, v5.channel.k8s.io), against real pods in
+//! containerd.
 
 use std::time::Duration;
 
@@ -13,6 +14,39 @@ use skiff_tests::kubelet::{ensure_images, image, KubeletNode};
 use skiff_tests::wait::eventually;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Runs `kubectl ARGS` (shell words) on a terminal of 40 rows by 100 columns that
+/// script(1) makes, typing `input` into it; returns what the terminal showed, failing
+/// unless kubectl succeeded.
+fn kubectl_in_terminal(cp: &ControlPlane, args: &str, input: &str) -> Result<String> {
+    use std::io::Write;
+    let kubectl = cp.kubectl_cmd();
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = vec![quote(kubectl.get_program())];
+    line.extend(kubectl.get_args().map(quote));
+    line.push(args.to_string());
+    let mut child = std::process::Command::new("timeout")
+        .args(["120", "script", "-qec"])
+        .arg(format!("stty rows 40 cols 100; {}", line.join(" ")))
+        .arg("/dev/null")
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    ensure!(
+        out.status.success(),
+        "kubectl {args} on a terminal: {:?}: {shown:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(shown)
+}
 
 fn sleeper(name: &str, node: &str) -> Pod {
     let container = |name: &str| Container {
@@ -101,26 +135,16 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
     ensure!(echoed == "HELLO THROUGH STDIN\ndone\n", "echoed {echoed:?}");
 
     // -it from a terminal (script(1) gives kubectl one, 40 rows by 100 columns): the
-    // command gets a terminal of its own, sized as kubectl's by the resize channel.
-    let kubectl = cp.kubectl_cmd();
-    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
-    let mut line = vec![quote(kubectl.get_program())];
-    line.extend(kubectl.get_args().map(quote));
-    // The size arrives just after the command starts, as with any runtime: it waits.
-    line.push("exec -it shell -c main -- sh -c 'sleep 1; tty; stty size'".into());
-    let in_terminal = std::process::Command::new("script")
-        .args([
-            "-qec",
-            &format!("stty rows 40 cols 100; {}", line.join(" ")),
-            "/dev/null",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()?;
-    let said = String::from_utf8_lossy(&in_terminal.stdout).replace('\r', "");
+    // command gets a terminal of its own, sized as kubectl's by the resize channel. The
+    // size arrives just after the command starts, as with any runtime: it waits.
+    let said = kubectl_in_terminal(
+        &cp,
+        "exec -it shell -c main -- sh -c 'sleep 1; tty; stty size'",
+        "",
+    )?;
     ensure!(
-        in_terminal.status.success() && said.contains("/dev/pts/") && said.contains("40 100"),
-        "exec -it said {said:?} {}",
-        String::from_utf8_lossy(&in_terminal.stderr)
+        said.contains("/dev/pts/") && said.contains("40 100"),
+        "exec -it said {said:?}"
     );
 
     // Without -c in a two-container pod kubectl picks the first one, as it says.
@@ -175,6 +199,77 @@ async fn kubectl_exec_and_cp_reach_the_container() -> Result<()> {
         "wrong container: {msg}"
     );
     drop(node);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_attach_and_run_reach_stdin_and_a_terminal() -> Result<()> {
+    tokio::task::spawn_blocking(ensure_images).await??;
+    let cp = ControlPlane::start(1).await?;
+    let node = KubeletNode::start(&cp, "kl-stdin", &[])?;
+    let client = Client::from_kubeconfig(Some(cp.kubeconfig()), None)?;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+
+    // stdin: true with stdinOnce: attach -i feeds the container's stdin, and the end
+    // of kubectl's input is the end of the container's.
+    let mut catter = sleeper("catter", &node.name);
+    if let Some(spec) = catter.spec.as_mut() {
+        spec.restart_policy = Some("Never".into());
+        spec.containers.truncate(1);
+        let main = &mut spec.containers[0];
+        main.stdin = Some(true);
+        main.stdin_once = Some(true);
+        main.command = Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "while read l; do echo got-$l; done; echo stdin-closed".into(),
+        ]);
+    }
+    pods.create(&PostParams::default(), &catter).await?;
+    eventually("pod catter Running", TIMEOUT, || async {
+        let p = pods.get("catter").await?;
+        let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+        if phase.as_deref() == Some("Running") {
+            return Ok(Some(()));
+        }
+        bail!("phase {phase:?}")
+    })
+    .await?;
+    let out = tokio::task::block_in_place(|| {
+        cp.kubectl_with_stdin(&["attach", "-i", "catter", "-c", "main"], "one\ntwo\n")
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("got-one\ngot-two\nstdin-closed"),
+        "attach -i: {:?} {stdout:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // kubectl run -it --rm: a shell on a terminal (sized as kubectl's), typed into, and
+    // the pod gone after it exits.
+    let overrides = format!(r#"{{"spec":{{"nodeName":"{}"}}}}"#, node.name);
+    let shown = tokio::task::block_in_place(|| {
+        kubectl_in_terminal(
+            &cp,
+            &format!(
+                "run tty-run -it --rm --restart=Never --image={} --overrides='{overrides}' -- sh",
+                image("busybox")
+            ),
+            "sleep 1; stty size; echo tty-$((6*7)); exit\n",
+        )
+    })?;
+    ensure!(
+        shown.contains("40 100") && shown.contains("tty-42"),
+        "run -it showed {shown:?}"
+    );
+    eventually("pod tty-run deleted", TIMEOUT, || async {
+        match pods.get_opt("tty-run").await? {
+            None => Ok(Some(())),
+            Some(_) => bail!("still there"),
+        }
+    })
+    .await?;
     Ok(())
 }
 

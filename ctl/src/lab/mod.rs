@@ -504,7 +504,7 @@ fn print_usage(spec: &LabSpec, merged: &Path) {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "Logs: {}/<machine>/logs/<daemon>.log. Images: skiff.invalid/test/{{busybox,httpd,fail,greet,memhog}}:1{}.",
+        "Logs: {}/<machine>/logs/<daemon>.log. Images: skiff.invalid/test/{{busybox,httpd,fail,greet,memhog,nobody}}:1{}.",
         spec.dir.display(),
         if spec.registry_dir.is_some() {
             format!(", also in the registry as {}/skiff-test/<name>:1", spec.registry())
