@@ -332,18 +332,7 @@ impl AttachSession {
                 interactive.write(&message[1..]).await;
             }
             Some(channel::RESIZE) if interactive.tty => {
-                if let Some((width, height)) = parse_resize(&message[1..]) {
-                    let _ = self
-                        .rt
-                        .tasks()
-                        .resize_pty(self.rt.req(ResizePtyRequest {
-                            container_id: self.container_id.clone(),
-                            exec_id: String::new(),
-                            width,
-                            height,
-                        }))
-                        .await;
-                }
+                resize_terminal(&self.rt, &self.container_id, "", &message[1..]).await;
             }
             Some(channel::CLOSE)
                 if self.v5 && message.get(1) == Some(&channel::STDIN) && interactive.stdin_once =>
@@ -517,6 +506,22 @@ pub fn exit_status(command: &[String], code: u32) -> Value {
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
     })
+}
+
+/// Resizes the terminal of a container's process (`exec_id` empty: its main one) as a
+/// resize message asks; a message that does not parse is ignored, as the kubelet does.
+async fn resize_terminal(rt: &Runtime, container_id: &str, exec_id: &str, message: &[u8]) {
+    if let Some((width, height)) = parse_resize(message) {
+        let _ = rt
+            .tasks()
+            .resize_pty(rt.req(ResizePtyRequest {
+                container_id: container_id.to_string(),
+                exec_id: exec_id.to_string(),
+                width,
+                height,
+            }))
+            .await;
+    }
 }
 
 /// A terminal resize message (`{"Width":80,"Height":24}`).
@@ -758,14 +763,7 @@ impl ExecSession {
                             }
                         }
                         Some(channel::RESIZE) => {
-                            if let Some((width, height)) = parse_resize(&b[1..]) {
-                                let _ = self.rt.tasks().resize_pty(self.rt.req(ResizePtyRequest {
-                                    container_id: self.container.id.clone(),
-                                    exec_id: self.exec_id.clone(),
-                                    width,
-                                    height,
-                                })).await;
-                            }
+                            resize_terminal(&self.rt, &self.container.id, &self.exec_id, &b[1..]).await;
                         }
                         Some(channel::CLOSE) if self.v5 && b.get(1) == Some(&channel::STDIN) => {
                             stdin_tx = None;

@@ -287,6 +287,42 @@ async fn pull_refused(client: &Client, name: &str, words: &[&str]) -> Result<()>
     .await
 }
 
+/// Waits until pod `name`'s container waits with `reason` and a message naming `word`,
+/// and a Failed Event names it too.
+async fn waits_with(client: &Client, name: &str, reason: &str, word: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::Event;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(
+        &format!("{name}: {reason} naming {word:?}"),
+        TIMEOUT,
+        || async {
+            let p = pods.get(name).await?;
+            let waiting = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.state?.waiting)
+                .context("no waiting state yet")?;
+            let selector = format!("involvedObject.name={name},reason=Failed");
+            let listed = events
+                .list(&ListParams::default().fields(&selector))
+                .await?
+                .items;
+            if waiting.reason.as_deref() == Some(reason)
+                && waiting.message.as_deref().is_some_and(|m| m.contains(word))
+                && listed
+                    .iter()
+                    .any(|e| e.message.as_deref().is_some_and(|m| m.contains(word)))
+            {
+                return Ok(Some(()));
+            }
+            bail!("{waiting:?}; events {listed:?}")
+        },
+    )
+    .await
+}
+
 /// A registry that answers every request with 500; the task ends with the runtime.
 async fn answering_500() -> Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -328,7 +364,6 @@ async fn never_answering() -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_references_and_failing_registries_fail_only_their_pods() -> Result<()> {
-    use k8s_openapi::api::core::v1::Event;
     tokio::task::spawn_blocking(ensure_images).await??;
     let failing = answering_500().await?;
     let silent = never_answering().await?;
@@ -356,35 +391,7 @@ async fn bad_references_and_failing_registries_fail_only_their_pods() -> Result<
     )
     .await?;
     pull_refused(&client, "hanging", &[&hanging, "timed out"]).await?;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    eventually(
-        "InvalidImageName with a message and an Event",
-        TIMEOUT,
-        || async {
-            let p = pods.get("unparsable").await?;
-            let waiting = p
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|c| c.into_iter().next())
-                .and_then(|c| c.state?.waiting)
-                .context("no waiting state yet")?;
-            let said = waiting.message.clone().unwrap_or_default();
-            let listed = events
-                .list(&ListParams::default().fields("involvedObject.name=unparsable,reason=Failed"))
-                .await?
-                .items;
-            if waiting.reason.as_deref() == Some("InvalidImageName")
-                && said.contains(unparsable)
-                && listed
-                    .iter()
-                    .any(|e| e.message.as_deref().is_some_and(|m| m.contains(unparsable)))
-            {
-                return Ok(Some(()));
-            }
-            bail!("{waiting:?}; events {listed:?}")
-        },
-    )
-    .await?;
+    waits_with(&client, "unparsable", "InvalidImageName", unparsable).await?;
     // A spec the kubelet cannot turn into an OCI spec: refused before anything runs.
     let mut privileged = echo_pod("privileged", &node.name, &five_hundred);
     if let Some(spec) = privileged.spec.as_mut() {
@@ -394,36 +401,11 @@ async fn bad_references_and_failing_registries_fail_only_their_pods() -> Result<
         });
     }
     pods.create(&PostParams::default(), &privileged).await?;
-    eventually(
-        "CreateContainerConfigError naming privileged",
-        TIMEOUT,
-        || async {
-            let p = pods.get("privileged").await?;
-            let waiting = p
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|c| c.into_iter().next())
-                .and_then(|c| c.state?.waiting)
-                .context("no waiting state yet")?;
-            let listed = events
-                .list(&ListParams::default().fields("involvedObject.name=privileged,reason=Failed"))
-                .await?
-                .items;
-            if waiting.reason.as_deref() == Some("CreateContainerConfigError")
-                && waiting
-                    .message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("privileged"))
-                && listed.iter().any(|e| {
-                    e.message
-                        .as_deref()
-                        .is_some_and(|m| m.contains("privileged"))
-                })
-            {
-                return Ok(Some(()));
-            }
-            bail!("{waiting:?}; events {listed:?}")
-        },
+    waits_with(
+        &client,
+        "privileged",
+        "CreateContainerConfigError",
+        "privileged",
     )
     .await?;
 
