@@ -248,6 +248,20 @@ async fn wait_succeeded(pods: &Api<Pod>, name: &str) -> Result<()> {
     .await
 }
 
+/// The waiting state of pod `name`'s first container, or an error until it has one.
+async fn waiting_state(
+    pods: &Api<Pod>,
+    name: &str,
+) -> Result<k8s_openapi::api::core::v1::ContainerStateWaiting> {
+    pods.get(name)
+        .await?
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.state?.waiting)
+        .context("no waiting state yet")
+}
+
 /// Waits until pod `name` is refused its image with a message holding every one of
 /// `words`: in its ErrImagePull state, or in the kubelet's Failed Event (the state
 /// turns to ImagePullBackOff, whose message only says "Back-off", within moments).
@@ -259,13 +273,7 @@ async fn pull_refused(client: &Client, name: &str, words: &[&str]) -> Result<()>
         &format!("{name}: ErrImagePull naming {words:?}"),
         TIMEOUT,
         || async {
-            let p = pods.get(name).await?;
-            let waiting = p
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|c| c.into_iter().next())
-                .and_then(|c| c.state?.waiting)
-                .context("no waiting state yet")?;
+            let waiting = waiting_state(&pods, name).await?;
             let mut messages = Vec::new();
             if waiting.reason.as_deref() == Some("ErrImagePull") {
                 messages.extend(waiting.message.clone());
@@ -297,13 +305,7 @@ async fn waits_with(client: &Client, name: &str, reason: &str, word: &str) -> Re
         &format!("{name}: {reason} naming {word:?}"),
         TIMEOUT,
         || async {
-            let p = pods.get(name).await?;
-            let waiting = p
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|c| c.into_iter().next())
-                .and_then(|c| c.state?.waiting)
-                .context("no waiting state yet")?;
+            let waiting = waiting_state(&pods, name).await?;
             let selector = format!("involvedObject.name={name},reason=Failed");
             let listed = events
                 .list(&ListParams::default().fields(&selector))
