@@ -418,11 +418,6 @@ impl Interactive {
         }
     }
 
-    /// Whether stdin is still open to write into.
-    pub async fn has_stdin(&self) -> bool {
-        self.stdin.lock().await.is_some()
-    }
-
     /// Writes to the container's stdin; false once it is closed or the reader is gone.
     pub async fn write(&self, data: &[u8]) -> bool {
         use tokio::io::AsyncWriteExt;

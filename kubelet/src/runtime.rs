@@ -406,8 +406,14 @@ impl Runtime {
                 .map(|m| (m.r#type, m.source, m.options))
                 .collect();
             let dirs = users::layer_dirs(&mounts);
-            let read = |f: &str| users::read_in_layers(&dirs, Path::new(f)).unwrap_or_default();
-            Ok(ImageUsers::parse(&read("etc/passwd"), &read("etc/group")))
+            // Plain file reads, kept off the runtime's worker threads.
+            let (passwd, group) = tokio::task::spawn_blocking(move || {
+                let read = |f: &str| users::read_in_layers(&dirs, Path::new(f)).unwrap_or_default();
+                (read("etc/passwd"), read("etc/group"))
+            })
+            .await
+            .unwrap_or_default();
+            Ok(ImageUsers::parse(&passwd, &group))
         }
         .await;
         let _ = self.remove_snapshot(&key).await;
